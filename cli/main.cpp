@@ -1,0 +1,425 @@
+// The `earmark` command line: a thin layer over libearmark. Results go to stdout, logs and
+// progress to stderr; any failure is one clear line and a non-zero exit.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "earmark/common/error.h"
+#include "earmark/engine/database.h"
+#include "earmark/engine/indexer.h"
+#include "earmark/engine/scanner.h"
+
+namespace fs = std::filesystem;
+using namespace earmark;
+
+namespace {
+
+const std::set<std::string> kMediaExtensions = {
+    ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aiff", ".aif",
+    ".mp4", ".mkv", ".webm", ".mov", ".avi", ".mka", ".ac3", ".mod", ".xm",  ".it",  ".s3m", ".ts"};
+
+std::string default_index_dir() {
+  const char* env = std::getenv("EARMARK_INDEX");
+  return env && *env ? env : "earmark-index";
+}
+
+std::string resolve(const fs::path& base, const std::string& p) {
+  fs::path path(p);
+  return path.is_absolute() ? p : (base / path).lexically_normal().string();
+}
+
+// Media files under a folder, sorted, so runs are reproducible.
+std::vector<std::string> media_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    std::string ext = it->path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    if (kMediaExtensions.count(ext)) out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> out;
+  std::stringstream ss(line);
+  std::string f;
+  while (std::getline(ss, f, '\t')) out.push_back(f);
+  return out;
+}
+
+// Reference list: id<TAB>path[<TAB>content type[<TAB>title]], paths relative to the list's folder.
+std::vector<IndexRequest> read_index_list(const std::string& list, ContentType default_type) {
+  std::ifstream in(list);
+  if (!in) throw Error("cannot read list " + list);
+  fs::path base = fs::path(list).parent_path();
+  std::vector<IndexRequest> out;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    auto f = split_tabs(line);
+    if (f.size() < 2 || f[0].empty() || f[1].empty())
+      throw Error(list + ":" + std::to_string(n) + ": expected id<TAB>path");
+    IndexRequest r;
+    r.id = f[0];
+    r.path = resolve(base, f[1]);
+    r.content_type = f.size() > 2 && !f[2].empty() ? parse_content_type(f[2]) : default_type;
+    if (f.size() > 3) r.title = f[3];
+    out.push_back(r);
+  }
+  return out;
+}
+
+// Query list: one path per line, relative to the list's folder.
+std::vector<std::string> read_query_list(const std::string& list) {
+  std::ifstream in(list);
+  if (!in) throw Error("cannot read list " + list);
+  fs::path base = fs::path(list).parent_path();
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    out.push_back(resolve(base, line));
+  }
+  return out;
+}
+
+class Progress {
+ public:
+  explicit Progress(size_t total) : total_(total), tty_(::isatty(2)) {}
+  void update(size_t done, const std::string& what) {
+    if (tty_) {
+      const int width = 30;
+      int filled = total_ ? int(width * done / total_) : width;
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu %-40.40s", std::string(filled, '#').c_str(),
+                   std::string(width - filled, ' ').c_str(), done, total_, what.c_str());
+      if (done == total_) std::fprintf(stderr, "\n");
+    } else {
+      int pct = total_ ? int(100 * done / total_) : 100;
+      if (pct >= next_pct_ || done == total_) {
+        std::fprintf(stderr, "progress: %zu/%zu (%d%%)\n", done, total_, pct);
+        next_pct_ = pct + 10;
+      }
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  size_t total_;
+  bool tty_;
+  int next_pct_ = 0;
+};
+
+LandmarkParams params_with(const std::vector<std::string>& settings) {
+  nlohmann::json j = LandmarkParams().to_json();
+  for (const std::string& s : settings) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos) throw Error("--set expects key=value, got '" + s + "'");
+    std::string key = s.substr(0, eq), value = s.substr(eq + 1);
+    if (!j.contains(key)) throw Error("unknown landmark setting '" + key + "'");
+    try {
+      j[key] = j[key].is_number_integer() ? nlohmann::json(std::stoi(value))
+                                          : nlohmann::json(std::stod(value));
+    } catch (const std::exception&) {
+      throw Error("setting " + key + " needs a number, got '" + value + "'");
+    }
+  }
+  return LandmarkParams::from_json(j);
+}
+
+void print_table(const ScanResult& r) {
+  if (!r.ok) {
+    std::printf("%s: ERROR %s\n", r.path.c_str(), r.error.c_str());
+    return;
+  }
+  std::printf("%s (%.1f s): %zu match%s\n", r.path.c_str(), r.duration_s, r.matches.size(),
+              r.matches.size() == 1 ? "" : "es");
+  for (const ScanMatch& m : r.matches) {
+    std::printf("  %-12s %-9s query %7.2f-%7.2f s  ref %7.2f-%7.2f s  score %5.0f  speed %.3f"
+                "  pitch %+.2f st  %s\n",
+                m.ref_id.c_str(), to_string(m.content_type).c_str(), m.query_start, m.query_end,
+                m.ref_start, m.ref_end, m.score, m.speed, m.pitch_semitones, m.title.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("earmark");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%^%l%$: %v");
+
+  CLI::App app{"earmark: find catalogued music and sound logos inside audio and video files"};
+  app.require_subcommand(1);
+  std::string index_dir = default_index_dir();
+  app.add_option("-i,--index", index_dir, "index directory (default $EARMARK_INDEX or ./earmark-index)");
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+
+  // index
+  auto* cmd_index = app.add_subcommand("index", "add reference files, folders or TSV lists");
+  std::vector<std::string> index_inputs, lists, settings;
+  std::string type_text = "music", id_opt, title_opt;
+  int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  cmd_index->add_option("inputs", index_inputs, "files, folders, or .tsv lists (id<TAB>path)");
+  cmd_index->add_option("--list", lists, "TSV list id<TAB>path[<TAB>type[<TAB>title]]");
+  cmd_index->add_option("--type", type_text, "content type: music, trademark, other")
+      ->check(CLI::IsMember({"music", "trademark", "jingle", "logo", "other"}));
+  cmd_index->add_option("--id", id_opt, "reference id (a single file only)");
+  cmd_index->add_option("--title", title_opt, "title (a single file only)");
+  cmd_index->add_option("-j,--threads", threads, "parallel decoders")->check(CLI::Range(1, 256));
+  cmd_index->add_option("--set", settings, "landmark setting key=value for a new index");
+
+  // scan
+  auto* cmd_scan = app.add_subcommand("scan", "find catalogued references in files");
+  std::vector<std::string> scan_inputs, scan_lists;
+  std::string format = "json", timing_path;
+  int stream = -1, max_matches = 50;
+  double threshold = -1, threshold_trademark = -1;
+  cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
+  cmd_scan->add_option("--list", scan_lists, "text file with one query path per line");
+  cmd_scan->add_option("--format", format, "json, jsonl or table")
+      ->check(CLI::IsMember({"json", "jsonl", "table"}));
+  cmd_scan->add_option("--stream", stream, "audio stream index to decode (default: best)")
+      ->check(CLI::Range(0, 1000));
+  cmd_scan->add_option("--threshold", threshold, "minimum score for music and other references");
+  cmd_scan->add_option("--threshold-trademark", threshold_trademark,
+                       "minimum score for trademark references");
+  cmd_scan->add_option("--max-matches", max_matches, "matches reported per file")
+      ->check(CLI::Range(1, 10000));
+  cmd_scan->add_option("--timing", timing_path, "write per-query timings (JSON) to this file");
+
+  auto* cmd_list = app.add_subcommand("list", "list the catalogue");
+  std::string list_format = "table";
+  cmd_list->add_option("--format", list_format, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  auto* cmd_remove = app.add_subcommand("remove", "remove references by id");
+  std::vector<std::string> remove_ids;
+  cmd_remove->add_option("ids", remove_ids, "reference ids")->required();
+  auto* cmd_info = app.add_subcommand("info", "show one reference");
+  std::string info_id;
+  cmd_info->add_option("id", info_id, "reference id")->required();
+  auto* cmd_stats = app.add_subcommand("stats", "index statistics");
+  bool verify = false;
+  cmd_stats->add_flag("--verify", verify, "also verify every segment's checksum");
+  auto* cmd_compact = app.add_subcommand("compact", "merge segments and drop removed references");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (verbose) spdlog::set_level(spdlog::level::debug);
+
+  try {
+    if (*cmd_index) {
+      ContentType type = parse_content_type(type_text);
+      std::vector<IndexRequest> requests;
+      for (const std::string& l : lists) {
+        auto r = read_index_list(l, type);
+        requests.insert(requests.end(), r.begin(), r.end());
+      }
+      for (const std::string& in : index_inputs) {
+        if (fs::path(in).extension() == ".tsv" && fs::is_regular_file(in)) {
+          auto r = read_index_list(in, type);
+          requests.insert(requests.end(), r.begin(), r.end());
+        } else if (fs::is_directory(in)) {
+          for (const std::string& f : media_in(in)) requests.push_back({"", f, "", type, nlohmann::json::object()});
+        } else {
+          requests.push_back({"", in, "", type, nlohmann::json::object()});
+        }
+      }
+      if (requests.empty()) throw Error("nothing to index: give files, folders or a TSV list");
+      if ((!id_opt.empty() || !title_opt.empty()) && requests.size() != 1)
+        throw Error("--id and --title apply to a single file");
+      if (!id_opt.empty()) requests[0].id = id_opt;
+      if (!title_opt.empty()) requests[0].title = title_opt;
+      LandmarkParams params = params_with(settings);
+      auto db = Database::open(index_dir, true, settings.empty() ? nullptr : &params);
+      Progress progress(requests.size());
+      IndexOptions opts;
+      opts.threads = threads;
+      opts.progress = [&](size_t done, size_t total, const IndexResult& r) {
+        if (r.outcome == IndexOutcome::kFailed)
+          spdlog::error("{}", r.message);
+        else if (r.outcome == IndexOutcome::kAlreadyPresent)
+          spdlog::info("{}: {}", r.request.path, r.message);
+        progress.update(done, fs::path(r.request.path).filename().string());
+      };
+      auto t0 = std::chrono::steady_clock::now();
+      IndexSummary s = index_files(*db, requests, opts);
+      double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      nlohmann::json out = {{"added", s.added},
+                            {"already_present", s.present},
+                            {"failed", s.failed},
+                            {"audio_seconds", std::round(s.audio_seconds * 10) / 10},
+                            {"wall_seconds", std::round(secs * 100) / 100},
+                            {"capped_entries", s.capped_entries}};
+      std::cout << out.dump() << std::endl;
+      return s.failed ? 1 : 0;
+    }
+    if (*cmd_scan) {
+      std::vector<std::string> queries;
+      for (const std::string& l : scan_lists) {
+        auto q = read_query_list(l);
+        queries.insert(queries.end(), q.begin(), q.end());
+      }
+      for (const std::string& in : scan_inputs) {
+        if (in != "-" && fs::is_directory(in)) {
+          auto m = media_in(in);
+          queries.insert(queries.end(), m.begin(), m.end());
+        } else {
+          queries.push_back(in);
+        }
+      }
+      if (queries.empty()) throw Error("nothing to scan: give files, folders, a list or -");
+      auto db = Database::open(index_dir, false);
+      ScanOptions opts;
+      opts.stream_index = stream;
+      opts.max_matches = max_matches;
+      if (threshold >= 0) opts.min_score_music = opts.min_score_other = threshold;
+      if (threshold_trademark >= 0) opts.min_score_trademark = threshold_trademark;
+      Scanner scanner(*db, opts);
+      nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();
+      size_t failed = 0;
+      auto t0 = std::chrono::steady_clock::now();
+      Progress progress(queries.size());
+      for (size_t i = 0; i < queries.size(); ++i) {
+        ScanResult r = scanner.scan(queries[i]);
+        if (!r.ok) {
+          ++failed;
+          spdlog::error("{}", r.error);
+        }
+        timing.push_back({{"query", r.path},
+                          {"total_ms", r.total_ms},
+                          {"decode_ms", r.decode_ms},
+                          {"duration_s", r.duration_s},
+                          {"lookups", r.lookups}});
+        if (format == "jsonl") {
+          std::cout << to_json(r).dump() << "\n" << std::flush;
+        } else if (format == "table") {
+          print_table(r);
+          std::fflush(stdout);
+        } else {
+          all.push_back(to_json(r));
+        }
+        if (queries.size() > 1) progress.update(i + 1, fs::path(queries[i]).filename().string());
+      }
+      if (format == "json") std::cout << all.dump(2) << std::endl;
+      if (!timing_path.empty()) {
+        double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::ofstream t(timing_path);
+        t << nlohmann::json({{"wall_s", wall}, {"queries", timing}}).dump() << "\n";
+        if (!t) throw Error("cannot write " + timing_path);
+      }
+      return failed ? 1 : 0;
+    }
+    if (*cmd_list) {
+      auto db = Database::open(index_dir, false);
+      if (list_format == "json") {
+        nlohmann::json a = nlohmann::json::array();
+        for (const Reference& r : db->references())
+          a.push_back({{"id", r.id},
+                       {"title", r.title},
+                       {"content_type", to_string(r.content_type)},
+                       {"duration_s", r.duration_s}});
+        std::cout << a.dump(2) << std::endl;
+      } else {
+        for (const Reference& r : db->references())
+          std::printf("%-16s %-9s %8.1f s  %s\n", r.id.c_str(),
+                      to_string(r.content_type).c_str(), r.duration_s, r.title.c_str());
+      }
+      return 0;
+    }
+    if (*cmd_remove) {
+      auto db = Database::open(index_dir, false);
+      auto removed = db->remove(remove_ids);
+      std::set<std::string> done;
+      for (const Reference& r : removed) done.insert(r.id);
+      int missing = 0;
+      for (const std::string& id : remove_ids) {
+        if (done.count(id)) {
+          std::printf("removed %s\n", id.c_str());
+        } else {
+          spdlog::error("no reference with id '{}'", id);
+          ++missing;
+        }
+      }
+      return missing ? 1 : 0;
+    }
+    if (*cmd_info) {
+      auto db = Database::open(index_dir, false);
+      auto r = db->catalogue().find_id(info_id);
+      if (!r) throw Error("no reference with id '" + info_id + "'");
+      nlohmann::json j = {{"id", r->id},
+                          {"title", r->title},
+                          {"content_type", to_string(r->content_type)},
+                          {"source_path", r->source_path},
+                          {"duration_s", r->duration_s},
+                          {"content_hash", r->content_hash},
+                          {"added_at", r->added_at},
+                          {"metadata", r->metadata}};
+      std::cout << j.dump(2) << std::endl;
+      return 0;
+    }
+    if (*cmd_stats) {
+      auto db = Database::open(index_dir, false);
+      DatabaseStats s = db->stats();
+      double hours = s.audio_seconds / 3600.0;
+      nlohmann::json j = {{"index", db->dir()},
+                          {"references", s.references},
+                          {"audio_hours", std::round(hours * 1000) / 1000},
+                          {"segments", s.segments},
+                          {"landmarks", s.entries},
+                          {"segment_bytes", s.segment_bytes},
+                          {"catalogue_bytes", s.catalogue_bytes},
+                          {"mb_per_hour", hours > 0 ? std::round(s.segment_bytes / hours / 1e4) / 100 : 0.0},
+                          {"removed_awaiting_compaction", s.removed_pending},
+                          {"settings", db->params().to_json()}};
+      int rc = 0;
+      if (verify) {
+        auto bad = db->verify();
+        j["damaged_segments"] = bad;
+        rc = bad.empty() ? 0 : 1;
+      }
+      std::cout << j.dump(2) << std::endl;
+      return rc;
+    }
+    if (*cmd_compact) {
+      auto db = Database::open(index_dir, false);
+      db->compact();
+      DatabaseStats s = db->stats();
+      std::printf("compacted: %zu references, %zu landmarks in %zu segment(s)\n", s.references,
+                  s.entries, s.segments);
+      return 0;
+    }
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("unexpected failure: {}", e.what());
+    return 3;
+  }
+  return 0;
+}

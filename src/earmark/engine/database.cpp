@@ -1,0 +1,235 @@
+#include "earmark/engine/database.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "earmark/common/error.h"
+
+namespace fs = std::filesystem;
+
+namespace earmark {
+
+namespace {
+
+constexpr const char* kCatalogueFile = "catalogue.sqlite";
+constexpr const char* kSegmentDir = "segments";
+constexpr const char* kSegmentExt = ".emk";
+
+std::string describe_difference(const nlohmann::json& a, const nlohmann::json& b) {
+  std::string out;
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    if (!b.contains(it.key()) || b.at(it.key()) != it.value()) {
+      if (!out.empty()) out += ", ";
+      out += it.key() + " (index: " + it.value().dump() + ", requested: " +
+             (b.contains(it.key()) ? b.at(it.key()).dump() : "missing") + ")";
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+WriterLock::WriterLock(const std::string& dir) {
+  std::string path = (fs::path(dir) / "LOCK").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot open lock file " + path + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    spdlog::info("waiting for another writer of {}", dir);
+    if (::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      throw Error("cannot lock " + path + ": " + std::strerror(errno));
+    }
+  }
+}
+
+WriterLock::~WriterLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+std::unique_ptr<Database> Database::open(const std::string& dir, bool create,
+                                         const LandmarkParams* params) {
+  std::unique_ptr<Database> db(new Database());
+  db->dir_ = dir;
+  const fs::path catalogue_path = fs::path(dir) / kCatalogueFile;
+  std::error_code ec;
+  if (!fs::exists(catalogue_path, ec)) {
+    if (!create) throw Error("no Earmark index at " + dir + " (create one with `earmark index`)");
+    if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+      throw Error("cannot create index: " + dir + " exists and is not a directory");
+    fs::create_directories(fs::path(dir) / kSegmentDir, ec);
+    if (ec) throw Error("cannot create index directory " + dir + ": " + ec.message());
+  }
+  fs::create_directories(fs::path(dir) / kSegmentDir, ec);
+  db->catalogue_ = std::make_unique<Catalogue>(catalogue_path.string());
+  Catalogue& cat = *db->catalogue_;
+  auto version = cat.meta("format_version");
+  auto stored = cat.meta("landmark_params");
+  if (!stored) {
+    LandmarkParams p = params ? *params : LandmarkParams();
+    p.validate();
+    cat.set_meta("format_version", std::to_string(kIndexFormatVersion));
+    cat.set_meta("landmark_params", p.to_json().dump());
+    db->params_ = p;
+  } else {
+    if (version && std::stoi(*version) != kIndexFormatVersion)
+      throw Error("index " + dir + " has format version " + *version + ", this build reads " +
+                  std::to_string(kIndexFormatVersion));
+    try {
+      db->params_ = LandmarkParams::from_json(nlohmann::json::parse(*stored));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("index " + dir + " has unreadable settings: " + e.what());
+    }
+    if (params) {
+      auto want = params->hash_identity(), have = db->params_.hash_identity();
+      if (want != have)
+        throw Error("index " + dir + " was built with other landmark settings: " +
+                    describe_difference(have, want));
+    }
+  }
+  if (auto cap = cat.meta("bucket_cap")) db->bucket_cap_ = std::stoul(*cap);
+  db->load();
+  return db;
+}
+
+Database::~Database() = default;
+
+std::string Database::segment_path(const std::string& name) const {
+  return (fs::path(dir_) / kSegmentDir / name).string();
+}
+
+std::string Database::new_segment_name() const {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  std::random_device rd;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "seg-%013lld-%08x%s",
+                (long long)std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
+                unsigned(rd()), kSegmentExt);
+  return buf;
+}
+
+void Database::load() {
+  references_ = catalogue_->list();
+  timeline_ = ReferenceTimeline();
+  for (size_t i = 0; i < references_.size(); ++i)
+    timeline_.add(references_[i].frame_base, references_[i].frame_count, i);
+  segments_ = std::make_unique<SegmentSet>();
+  const nlohmann::json identity = params_.hash_identity();
+  for (const std::string& name : catalogue_->segments()) {
+    auto seg = std::make_unique<Segment>(segment_path(name));
+    if (seg->settings().value("hash", nlohmann::json()) != identity)
+      throw Error("index segment " + seg->path() +
+                  " was written with other landmark settings than its catalogue");
+    segments_->add(std::move(seg));
+  }
+}
+
+void Database::remove_orphan_segments() {
+  // Files no committed transaction names: left by a writer that was killed mid-way.
+  std::set<std::string> live;
+  for (const std::string& n : catalogue_->segments()) live.insert(n);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(dir_) / kSegmentDir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (!live.count(name)) {
+      spdlog::debug("removing unreferenced file {}", entry.path().string());
+      fs::remove(entry.path(), ec);
+    }
+  }
+}
+
+size_t Database::add(std::vector<NewReference>& refs) {
+  if (refs.empty()) return 0;
+  WriterLock lock(dir_);
+  remove_orphan_segments();
+  // Another writer may have committed since we opened: continue its timeline.
+  uint64_t base = catalogue_->next_frame_base();
+  std::vector<IndexEntry> entries;
+  size_t total = 0;
+  for (const NewReference& r : refs) total += r.landmarks.size();
+  entries.reserve(total);
+  std::vector<Reference> metas;
+  for (NewReference& r : refs) {
+    r.meta.frame_base = base;
+    for (const Landmark& l : r.landmarks) {
+      if (l.frame >= r.meta.frame_count) continue;
+      entries.push_back({l.key, uint32_t(base + l.frame), l.pitch_code});
+    }
+    base += uint64_t(r.meta.frame_count) + ReferenceTimeline::kGapFrames;
+    if (base > 0xffffffffULL)
+      throw Error("index " + dir_ + " is full: its 32-bit timeline holds about 11,900 hours");
+    metas.push_back(r.meta);
+  }
+  nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
+  std::string name = new_segment_name();
+  SegmentWriteStats ws = write_segment(segment_path(name), entries, settings, bucket_cap_);
+  catalogue_->commit_add(metas, name, base);
+  load();
+  return ws.capped_entries;
+}
+
+std::vector<Reference> Database::remove(const std::vector<std::string>& ids) {
+  WriterLock lock(dir_);
+  auto removed = catalogue_->commit_remove(ids);
+  load();
+  return removed;
+}
+
+void Database::compact() {
+  WriterLock lock(dir_);
+  load();
+  remove_orphan_segments();
+  const auto old_names = catalogue_->segments();
+  // Only landmarks of references still in the catalogue survive.
+  std::vector<IndexEntry> entries;
+  entries.reserve(segments_->size());
+  for (const auto& seg : segments_->segments()) {
+    for (size_t i = 0; i < seg->size(); ++i) {
+      IndexEntry e = seg->entry(i);
+      if (timeline_.find(e.frame)) entries.push_back(e);
+    }
+  }
+  std::vector<std::string> names;
+  if (!entries.empty()) {
+    nlohmann::json settings = {{"hash", params_.hash_identity()},
+                               {"landmarks", params_.to_json()}};
+    std::string name = new_segment_name();
+    write_segment(segment_path(name), entries, settings, bucket_cap_);
+    names.push_back(name);
+  }
+  catalogue_->commit_compaction(names);
+  segments_.reset();  // unmap before deleting
+  std::error_code ec;
+  for (const std::string& n : old_names) fs::remove(segment_path(n), ec);
+  load();
+}
+
+DatabaseStats Database::stats() const {
+  DatabaseStats s;
+  s.references = references_.size();
+  s.segments = segments_->segments().size();
+  s.entries = segments_->size();
+  for (const auto& seg : segments_->segments()) s.segment_bytes += seg->file_bytes();
+  std::error_code ec;
+  s.catalogue_bytes = size_t(fs::file_size(fs::path(dir_) / kCatalogueFile, ec));
+  for (const Reference& r : references_) s.audio_seconds += r.duration_s;
+  s.removed_pending = catalogue_->removed_ranges().size();
+  return s;
+}
+
+std::vector<std::string> Database::verify() const {
+  std::vector<std::string> bad;
+  for (const auto& seg : segments_->segments())
+    if (!seg->verify()) bad.push_back(seg->path());
+  return bad;
+}
+
+}  // namespace earmark

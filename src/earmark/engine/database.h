@@ -1,0 +1,94 @@
+#pragma once
+// An Earmark index directory: the SQLite catalogue (the commit point), immutable landmark
+// segment files, and a lock file that serialises writers. Readers never lock: segments are
+// immutable and the catalogue is read in one consistent snapshot.
+//
+//   <dir>/catalogue.sqlite   references, segment list, settings
+//   <dir>/segments/*.emk     landmark segments (see index/segment.h)
+//   <dir>/LOCK               flock()ed by add / remove / compact
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "earmark/index/segment.h"
+#include "earmark/landmarks/landmark_params.h"
+#include "earmark/landmarks/triplet.h"
+#include "earmark/matching/reference_timeline.h"
+#include "earmark/storage/catalogue.h"
+
+namespace earmark {
+
+constexpr int kIndexFormatVersion = 1;
+
+struct NewReference {
+  Reference meta;                  // frame_base is assigned by add()
+  std::vector<Landmark> landmarks;  // frames local to the reference
+};
+
+struct DatabaseStats {
+  size_t references = 0;
+  size_t segments = 0;
+  size_t entries = 0;
+  size_t segment_bytes = 0;
+  size_t catalogue_bytes = 0;
+  double audio_seconds = 0;
+  size_t removed_pending = 0;  // removed references whose landmarks compaction will drop
+};
+
+class Database {
+ public:
+  // Opens an index directory. With `create`, makes it if missing, using `params` (defaults when
+  // null). An existing index keeps its own settings; `params` that differ in what a hash means
+  // are refused with a message saying which setting differs.
+  static std::unique_ptr<Database> open(const std::string& dir, bool create,
+                                        const LandmarkParams* params = nullptr);
+  ~Database();
+
+  const std::string& dir() const { return dir_; }
+  const LandmarkParams& params() const { return params_; }
+  Catalogue& catalogue() { return *catalogue_; }
+
+  // Query side: references in timeline order, the timeline and the mapped segments.
+  const std::vector<Reference>& references() const { return references_; }
+  const ReferenceTimeline& timeline() const { return timeline_; }
+  const SegmentSet& index() const { return *segments_; }
+
+  // Writes one segment with all the landmarks and commits the references in one transaction.
+  // Returns the number of entries dropped by the bucket cap.
+  size_t add(std::vector<NewReference>& refs);
+  std::vector<Reference> remove(const std::vector<std::string>& ids);
+  // Merges all segments into one, dropping removed references' landmarks.
+  void compact();
+  DatabaseStats stats() const;
+  // Checks every segment's checksum; returns the names of damaged ones.
+  std::vector<std::string> verify() const;
+
+  size_t bucket_cap() const { return bucket_cap_; }
+
+ private:
+  Database() = default;
+  void load();
+  std::string segment_path(const std::string& name) const;
+  std::string new_segment_name() const;
+  void remove_orphan_segments();
+
+  std::string dir_;
+  LandmarkParams params_;
+  size_t bucket_cap_ = 64;
+  std::unique_ptr<Catalogue> catalogue_;
+  std::vector<Reference> references_;
+  ReferenceTimeline timeline_;
+  std::unique_ptr<SegmentSet> segments_;
+};
+
+// Exclusive advisory lock on <dir>/LOCK for the lifetime of the object.
+class WriterLock {
+ public:
+  explicit WriterLock(const std::string& dir);
+  ~WriterLock();
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace earmark

@@ -1,0 +1,229 @@
+#include "earmark/engine/indexer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "earmark/common/error.h"
+#include "earmark/decode/audio_decoder.h"
+#include "earmark/landmarks/landmark_extractor.h"
+
+namespace earmark {
+
+namespace {
+
+// Digest of decoded audio: two independent 64-bit FNV-1a streams over the samples rounded to
+// 16 bits, fed block by block. Decoding the same file twice gives the same digest, and a
+// collision needs both halves to collide.
+class AudioDigest {
+ public:
+  void update(const float* x, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      int32_t q = int32_t(std::lround(std::clamp(x[i], -1.0f, 1.0f) * 32767.0f));
+      for (int k = 0; k < 2; ++k) {
+        uint8_t byte = uint8_t(q >> (8 * k));
+        a_ = (a_ ^ byte) * 0x100000001b3ULL;
+        b_ = (b_ ^ uint8_t(byte + 0x5bU)) * 0x100000001b3ULL;
+      }
+    }
+  }
+  std::string hex() const {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", (unsigned long long)a_,
+                  (unsigned long long)b_);
+    return buf;
+  }
+
+ private:
+  uint64_t a_ = 0xcbf29ce484222325ULL, b_ = 0x84222325cbf29ce4ULL;
+};
+
+// Streams decoded audio into the landmark extractor and the digest: memory stays bounded by the
+// landmarks, whatever the length of the recording.
+class ReferenceConsumer : public AudioConsumer {
+ public:
+  ReferenceConsumer(const LandmarkParams& params, std::vector<Landmark>& out)
+      : quantizer_(params), extractor_(params, [this, &out](const TripletDescriptor& d) {
+          out.push_back({quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
+        }) {}
+  void consume(const float* x, size_t n) override {
+    digest_.update(x, n);
+    extractor_.consume(x, n);
+    samples_ += n;
+  }
+  void finish() { extractor_.finish(); }
+  size_t samples() const { return samples_; }
+  std::string digest() const { return digest_.hex(); }
+
+ private:
+  TripletQuantizer quantizer_;
+  LandmarkExtractor extractor_;
+  AudioDigest digest_;
+  size_t samples_ = 0;
+};
+
+struct Work {
+  IndexResult result;
+  std::optional<NewReference> ref;
+};
+
+Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
+  Work w;
+  w.result.request = req;
+  std::string stem = std::filesystem::path(req.path).stem().string();
+  if (w.result.request.id.empty()) w.result.request.id = stem;
+  if (w.result.request.title.empty()) w.result.request.title = stem;
+  try {
+    DecodeOptions opts;
+    opts.sample_rate = params.sample_rate;
+    // Peaks of a log spectrum do not depend on level; a gain that moves with the signal's
+    // history would (it reshapes attacks differently in reference and query).
+    opts.normalise = false;
+    NewReference ref;
+    AudioDecoder decoder(req.path, opts);
+    ReferenceConsumer consumer(params.for_reference(decoder.info().duration_s,
+                                                    req.content_type == ContentType::kTrademark),
+                               ref.landmarks);
+    decoder.run(consumer);
+    consumer.finish();
+    const size_t samples = consumer.samples();
+    if (samples < size_t(params.sample_rate) / 4)
+      throw Error(req.path + ": too short to fingerprint (" +
+                  std::to_string(samples * 1000 / params.sample_rate) + " ms of audio)");
+    ref.meta.id = w.result.request.id;
+    ref.meta.title = w.result.request.title;
+    ref.meta.content_type = req.content_type;
+    ref.meta.source_path = std::filesystem::absolute(req.path).lexically_normal().string();
+    ref.meta.duration_s = double(samples) / params.sample_rate;
+    ref.meta.content_hash = consumer.digest();
+    ref.meta.metadata = req.metadata;
+    ref.meta.added_at = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    ref.meta.frame_count = uint32_t(samples / params.hop + 1);
+    w.result.duration_s = ref.meta.duration_s;
+    w.result.landmarks = ref.landmarks.size();
+    w.ref = std::move(ref);
+  } catch (const std::exception& e) {
+    w.result.outcome = IndexOutcome::kFailed;
+    w.result.message = e.what();
+  }
+  return w;
+}
+
+}  // namespace
+
+std::string audio_content_hash(const std::vector<float>& samples) {
+  AudioDigest d;
+  d.update(samples.data(), samples.size());
+  return d.hex();
+}
+
+IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests,
+                         const IndexOptions& options) {
+  IndexSummary summary;
+  const size_t total = requests.size();
+  const LandmarkParams params = db.params();
+  const int threads = std::max(1, std::min<int>(options.threads, int(total)));
+
+  // Workers fingerprint in parallel; this thread consumes results in request order so the
+  // catalogue order (and the timeline) does not depend on scheduling.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<size_t, Work> ready;
+  std::atomic<size_t> next{0};
+  const size_t max_ahead = size_t(threads) * 4;  // bounds memory held in finished work
+  size_t consumed = 0;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (;;) {
+        size_t i;
+        {
+          std::unique_lock<std::mutex> lk(mu);
+          cv.wait(lk, [&] { return next.load() < consumed + max_ahead || next.load() >= total; });
+          i = next++;
+        }
+        if (i >= total) return;
+        Work w = fingerprint(requests[i], params);
+        std::lock_guard<std::mutex> lk(mu);
+        ready.emplace(i, std::move(w));
+        cv.notify_all();
+      }
+    });
+  }
+
+  std::vector<NewReference> batch;
+  std::map<std::string, std::string> batch_hashes;  // hash -> id, for duplicates inside a run
+  std::map<std::string, bool> batch_ids;
+  size_t batch_entries = 0;
+  auto commit = [&] {
+    if (batch.empty()) return;
+    summary.capped_entries += db.add(batch);
+    batch.clear();
+    batch_hashes.clear();
+    batch_ids.clear();
+    batch_entries = 0;
+  };
+
+  for (size_t i = 0; i < total; ++i) {
+    Work w;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return ready.count(i) > 0; });
+      w = std::move(ready.at(i));
+      ready.erase(i);
+      consumed = i + 1;
+      cv.notify_all();
+    }
+    IndexResult& r = w.result;
+    if (w.ref) {
+      const Reference& meta = w.ref->meta;
+      auto by_id = db.catalogue().find_id(meta.id);
+      auto by_hash = db.catalogue().find_hash(meta.content_hash);
+      if (by_hash || batch_hashes.count(meta.content_hash)) {
+        std::string holder = by_hash ? by_hash->id : batch_hashes[meta.content_hash];
+        r.outcome = IndexOutcome::kAlreadyPresent;
+        r.message = holder == meta.id ? "already indexed" : "same audio as reference " + holder;
+      } else if (by_id || batch_ids.count(meta.id)) {
+        r.outcome = IndexOutcome::kFailed;
+        r.message = "id '" + meta.id + "' is already used by other audio (remove it first)";
+      } else {
+        r.outcome = IndexOutcome::kAdded;
+        batch_hashes[meta.content_hash] = meta.id;
+        batch_ids[meta.id] = true;
+        batch_entries += w.ref->landmarks.size();
+        summary.audio_seconds += meta.duration_s;
+        batch.push_back(std::move(*w.ref));
+      }
+    }
+    switch (r.outcome) {
+      case IndexOutcome::kAdded:
+        ++summary.added;
+        break;
+      case IndexOutcome::kAlreadyPresent:
+        ++summary.present;
+        break;
+      case IndexOutcome::kFailed:
+        ++summary.failed;
+        break;
+    }
+    if (options.progress) options.progress(i + 1, total, r);
+    summary.results.push_back(std::move(r));
+    if (batch_entries >= options.batch_entries) commit();
+  }
+  for (auto& t : pool) t.join();
+  commit();
+  return summary;
+}
+
+}  // namespace earmark

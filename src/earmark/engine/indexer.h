@@ -1,0 +1,50 @@
+#pragma once
+// Adds reference recordings to an index: decodes and fingerprints files in parallel, skips audio
+// that is already catalogued, and commits them in batches (each batch one segment).
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "earmark/engine/database.h"
+
+namespace earmark {
+
+struct IndexRequest {
+  std::string id;     // empty: the file name without extension
+  std::string path;
+  std::string title;  // empty: the file name without extension
+  ContentType content_type = ContentType::kMusic;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+
+enum class IndexOutcome { kAdded, kAlreadyPresent, kFailed };
+
+struct IndexResult {
+  IndexRequest request;
+  IndexOutcome outcome = IndexOutcome::kFailed;
+  std::string message;  // why it failed, or which reference already holds this audio
+  double duration_s = 0;
+  size_t landmarks = 0;
+};
+
+struct IndexOptions {
+  int threads = 2;
+  size_t batch_entries = 8u << 20;  // landmarks per segment before a commit
+  // Called from the calling thread after each file: (done, total, result).
+  std::function<void(size_t, size_t, const IndexResult&)> progress;
+};
+
+struct IndexSummary {
+  std::vector<IndexResult> results;
+  size_t added = 0, present = 0, failed = 0;
+  double audio_seconds = 0;
+  size_t capped_entries = 0;
+};
+
+IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests,
+                         const IndexOptions& options = {});
+
+// Hex digest of decoded audio, for "same audio" detection.
+std::string audio_content_hash(const std::vector<float>& samples);
+
+}  // namespace earmark

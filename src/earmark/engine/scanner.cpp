@@ -1,0 +1,139 @@
+#include "earmark/engine/scanner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "earmark/common/error.h"
+#include "earmark/decode/audio_decoder.h"
+#include "earmark/landmarks/landmark_extractor.h"
+
+namespace earmark {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Feeds the extractor and keeps the time spent downstream of the decoder, so decoding time can
+// be told apart from fingerprinting time in a streaming pipeline.
+class QueryConsumer : public AudioConsumer {
+ public:
+  QueryConsumer(const LandmarkParams& params, LandmarkMatcher& matcher)
+      : extractor_(params, [&matcher](const TripletDescriptor& d) { matcher.add(d); }) {}
+  void consume(const float* x, size_t n) override {
+    auto t0 = Clock::now();
+    extractor_.consume(x, n);
+    samples_ += n;
+    downstream_ms_ += ms_since(t0);
+  }
+  void finish() {
+    auto t0 = Clock::now();
+    extractor_.finish();
+    downstream_ms_ += ms_since(t0);
+  }
+  size_t samples() const { return samples_; }
+  double downstream_ms() const { return downstream_ms_; }
+
+ private:
+  LandmarkExtractor extractor_;
+  size_t samples_ = 0;
+  double downstream_ms_ = 0;
+};
+
+}  // namespace
+
+Scanner::Scanner(const Database& db, const ScanOptions& options)
+    : db_(db), options_(options), query_params_(db.params().for_query()) {
+  if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
+  double lowest = std::min({options_.min_score_music, options_.min_score_trademark,
+                            options_.min_score_other});
+  if (!(lowest >= 3)) throw Error("thresholds must be at least 3 landmarks");
+  options_.match.min_score = int(std::floor(lowest));
+}
+
+ScanResult Scanner::scan(const std::string& path) const {
+  ScanResult result;
+  result.path = path;
+  const auto t0 = Clock::now();
+  try {
+    DecodeOptions opts;
+    opts.sample_rate = query_params_.sample_rate;
+    opts.stream_index = options_.stream_index;
+    opts.normalise = false;  // as for references: see indexer.cpp
+    AudioDecoder decoder(path, opts);
+    LandmarkMatcher matcher(query_params_, db_.index(), db_.timeline(), options_.match);
+    QueryConsumer consumer(query_params_, matcher);
+    decoder.run(consumer);
+    consumer.finish();
+    auto tm = Clock::now();
+    matcher.finish();
+    double match_ms = ms_since(tm);
+    result.duration_s = double(consumer.samples()) / query_params_.sample_rate;
+    result.lookups = matcher.lookups();
+    const auto& refs = db_.references();
+    for (const LandmarkMatch& m : matcher.matches()) {
+      const Reference& ref = refs.at(m.ref);
+      double threshold = ref.content_type == ContentType::kMusic       ? options_.min_score_music
+                         : ref.content_type == ContentType::kTrademark ? options_.min_score_trademark
+                                                                        : options_.min_score_other;
+      if (m.score < threshold) continue;
+      ScanMatch s;
+      s.ref_id = ref.id;
+      s.title = ref.title;
+      s.content_type = ref.content_type;
+      s.query_start = m.query_start;
+      s.query_end = m.query_end;
+      s.ref_start = m.ref_start;
+      s.ref_end = m.ref_end;
+      s.score = m.score;
+      s.speed = m.speed;
+      s.pitch_semitones = m.pitch_shift;
+      s.pitch_factor = std::pow(2.0, m.pitch_shift / 12.0);
+      result.matches.push_back(s);
+      if (int(result.matches.size()) >= options_.max_matches) break;
+    }
+    result.total_ms = ms_since(t0);
+    result.decode_ms = std::max(0.0, result.total_ms - consumer.downstream_ms() - match_ms);
+    result.ok = true;
+  } catch (const std::exception& e) {
+    result.ok = false;
+    result.error = e.what();
+    result.total_ms = ms_since(t0);
+  }
+  return result;
+}
+
+nlohmann::json to_json(const ScanMatch& m) {
+  auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
+  return {{"ref", m.ref_id},
+          {"title", m.title},
+          {"content_type", to_string(m.content_type)},
+          {"query_start", r3(m.query_start)},
+          {"query_end", r3(m.query_end)},
+          {"ref_start", r3(m.ref_start)},
+          {"ref_end", r3(m.ref_end)},
+          {"score", r3(m.score)},
+          {"speed", std::round(m.speed * 10000.0) / 10000.0},
+          {"pitch", std::round(m.pitch_factor * 10000.0) / 10000.0},
+          {"pitch_semitones", std::round(m.pitch_semitones * 100.0) / 100.0}};
+}
+
+nlohmann::json to_json(const ScanResult& r) {
+  nlohmann::json j = {{"query", r.path}};
+  if (!r.ok) {
+    j["error"] = r.error;
+    j["matches"] = nlohmann::json::array();
+    return j;
+  }
+  j["duration_s"] = std::round(r.duration_s * 1000.0) / 1000.0;
+  nlohmann::json ms = nlohmann::json::array();
+  for (const ScanMatch& m : r.matches) ms.push_back(to_json(m));
+  j["matches"] = ms;
+  return j;
+}
+
+}  // namespace earmark

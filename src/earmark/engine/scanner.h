@@ -1,0 +1,62 @@
+#pragma once
+// Finds catalogued references inside a query recording: streams it through the decoder, the
+// landmark extractor (query density) and the matcher, and reports every segment that matches.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "earmark/engine/database.h"
+#include "earmark/matching/landmark_matcher.h"
+
+namespace earmark {
+
+struct ScanOptions {
+  int stream_index = -1;
+  // Decision thresholds (inlier landmarks) per content type of the matched reference.
+  double min_score_music = 24;
+  double min_score_trademark = 22;
+  double min_score_other = 24;
+  int max_matches = 50;
+  MatchOptions match;  // match.min_score is set to the lowest of the thresholds above
+};
+
+struct ScanMatch {
+  std::string ref_id;
+  std::string title;
+  ContentType content_type = ContentType::kMusic;
+  double query_start = 0, query_end = 0;
+  double ref_start = 0, ref_end = 0;
+  double score = 0;
+  double speed = 1.0;        // reference seconds per query second
+  double pitch_factor = 1.0;  // query frequency / reference frequency
+  double pitch_semitones = 0.0;
+};
+
+struct ScanResult {
+  std::string path;
+  bool ok = false;
+  std::string error;
+  double duration_s = 0;
+  double decode_ms = 0;  // time spent decoding and resampling
+  double total_ms = 0;   // decode + fingerprint + match
+  size_t lookups = 0;
+  std::vector<ScanMatch> matches;
+};
+
+class Scanner {
+ public:
+  explicit Scanner(const Database& db, const ScanOptions& options = {});
+  // Never throws for a bad query file: the error is in the result.
+  ScanResult scan(const std::string& path) const;
+
+ private:
+  const Database& db_;
+  ScanOptions options_;
+  LandmarkParams query_params_;
+};
+
+nlohmann::json to_json(const ScanMatch& m);
+nlohmann::json to_json(const ScanResult& r);
+
+}  // namespace earmark

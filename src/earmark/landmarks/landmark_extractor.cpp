@@ -1,0 +1,95 @@
+#include "earmark/landmarks/landmark_extractor.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace earmark {
+
+namespace {
+constexpr float kSamePitch = 0.5f;  // semitones
+}  // namespace
+
+LandmarkExtractor::LandmarkExtractor(const LandmarkParams& params, TripletSink sink)
+    : params_(params), sink_(std::move(sink)) {
+  params_.validate();
+  // The spectrogram needs to know its bin range before the picker can be built; build it with
+  // a forwarding sink, then the picker.
+  spectrogram_ = std::make_unique<LandmarkSpectrogram>(params_, [this](int frame, const float* v) {
+    num_frames_ = frame + 1;
+    picker_->push_frame(frame, v);
+  });
+  picker_ = std::make_unique<PeakPicker>(
+      params_, spectrogram_->first_bin(), spectrogram_->num_bins(),
+      [this](const std::vector<SpectralPeak>& p, int watermark) { on_peaks(p, watermark); });
+}
+
+void LandmarkExtractor::consume(const float* samples, size_t count) {
+  spectrogram_->push(samples, count);
+}
+
+void LandmarkExtractor::finish() {
+  spectrogram_->finish();
+  picker_->finish();
+  while (!peaks_.empty()) {
+    emit_anchor(0);
+    peaks_.pop_front();
+  }
+}
+
+void LandmarkExtractor::on_peaks(const std::vector<SpectralPeak>& peaks, int watermark) {
+  num_peaks_ += peaks.size();
+  peaks_.insert(peaks_.end(), peaks.begin(), peaks.end());
+  // An anchor is complete once every peak up to max_dt frames after it has arrived.
+  while (!peaks_.empty() && peaks_.front().frame + params_.max_dt < watermark) {
+    emit_anchor(0);
+    peaks_.pop_front();
+  }
+}
+
+void LandmarkExtractor::emit_anchor(size_t i) {
+  const SpectralPeak& a = peaks_[i];
+  const SpectralPeak* targets[16];
+  int n = 0;
+  for (size_t j = i + 1; j < peaks_.size() && n < params_.fanout; ++j) {
+    const SpectralPeak& p = peaks_[j];
+    int dt = p.frame - a.frame;
+    if (dt > params_.max_dt) break;
+    if (dt < params_.min_dt || std::fabs(p.pitch - a.pitch) > params_.max_df) continue;
+    targets[n++] = &p;
+  }
+  for (int x = 0; x < n; ++x) {
+    for (int y = x + 1; y < n; ++y) {
+      const SpectralPeak& b = *targets[x];
+      const SpectralPeak& c = *targets[y];
+      float span = c.time - a.time;
+      if (span <= 0.5f) continue;
+      // Three peaks on one pitch are a sustained partial sampled at arbitrary instants: such
+      // triplets line up with any offset of any held note and only produce false alignments.
+      if (std::fabs(b.pitch - a.pitch) < kSamePitch && std::fabs(c.pitch - a.pitch) < kSamePitch)
+        continue;
+      TripletDescriptor d;
+      d.frame = a.frame;
+      d.pitch = a.pitch;
+      d.ratio = std::clamp((b.time - a.time) / span, 0.0f, 1.0f);
+      d.d1 = b.pitch - a.pitch;
+      d.d2 = c.pitch - a.pitch;
+      d.span = span;
+      ++num_triplets_;
+      sink_(d);
+    }
+  }
+}
+
+std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,
+                                        size_t count) {
+  TripletQuantizer quantizer(params);
+  std::vector<Landmark> out;
+  LandmarkExtractor extractor(params, [&](const TripletDescriptor& d) {
+    out.push_back({quantizer.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
+  });
+  extractor.consume(samples, count);
+  extractor.finish();
+  return out;
+}
+
+}  // namespace earmark

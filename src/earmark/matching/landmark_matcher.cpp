@@ -1,0 +1,313 @@
+#include "earmark/matching/landmark_matcher.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace earmark {
+
+namespace {
+
+constexpr int kCoarseBin = 64;        // frames: offset histogram bin of the candidate stage
+constexpr size_t kLookupBatch = 8192;  // keys per batched index search
+constexpr double kSpeedStep = 0.01;
+constexpr double kMergeTolerance = 15.0;  // frames between the lines of two merged detections
+
+uint64_t pack_pair(int32_t tq, uint32_t g) { return (uint64_t(uint32_t(tq)) << 32) | g; }
+int32_t pair_tq(uint64_t p) { return int32_t(uint32_t(p >> 32)); }
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+}  // namespace
+
+LandmarkMatcher::LandmarkMatcher(const LandmarkParams& params, const LandmarkIndex& index,
+                                 const ReferenceTimeline& timeline, const MatchOptions& options)
+    : params_(params), index_(index), timeline_(timeline), options_(options), quantizer_(params) {}
+
+void LandmarkMatcher::add(const TripletDescriptor& d) {
+  while (d.frame >= window_start_ + options_.window_frames) {
+    flush_lookups();
+    analyse_window(window_start_, window_start_ + options_.window_frames);
+    window_start_ += options_.window_frames / 2;
+    auto keep = std::lower_bound(hits_.begin(), hits_.end(), window_start_,
+                                 [](const Hit& h, int32_t t) { return h.tq < t; });
+    hits_.erase(hits_.begin(), keep);
+  }
+  size_t before = pending_keys_.size();
+  quantizer_.probe_keys(d, pending_keys_);
+  uint8_t code = TripletQuantizer::pitch_code(d.pitch);
+  pending_frames_.resize(pending_keys_.size(), d.frame);
+  pending_pitch_.resize(pending_keys_.size(), code);
+  lookups_ += pending_keys_.size() - before;
+  if (pending_keys_.size() >= kLookupBatch) flush_lookups();
+}
+
+void LandmarkMatcher::flush_lookups() {
+  if (pending_keys_.empty()) return;
+  search_buffer_.clear();
+  index_.search(pending_keys_.size(), pending_keys_.data(), search_buffer_);
+  total_hits_ += search_buffer_.size();
+  const float max_shift = params_.max_pitch_shift + options_.pitch_tolerance;
+  const size_t old = hits_.size();
+  for (const SearchHit& h : search_buffer_) {
+    float dp = TripletQuantizer::pitch_shift(pending_pitch_[h.query], h.pitch_code);
+    if (std::fabs(dp) > max_shift) continue;
+    hits_.push_back({pending_frames_[h.query], h.frame, dp});
+  }
+  // Batches arrive in query order but a segment set returns them segment by segment.
+  std::sort(hits_.begin() + old, hits_.end(),
+            [](const Hit& a, const Hit& b) { return a.tq < b.tq; });
+  std::inplace_merge(hits_.begin(), hits_.begin() + old, hits_.end(),
+                     [](const Hit& a, const Hit& b) { return a.tq < b.tq; });
+  pending_keys_.clear();
+  pending_frames_.clear();
+  pending_pitch_.clear();
+}
+
+void LandmarkMatcher::finish() {
+  if (finished_) return;
+  finished_ = true;
+  flush_lookups();
+  if (!hits_.empty()) analyse_window(window_start_, hits_.back().tq + 1);
+}
+
+void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
+  auto lo = std::lower_bound(hits_.begin(), hits_.end(), start,
+                             [](const Hit& h, int32_t t) { return h.tq < t; });
+  auto hi = std::lower_bound(lo, hits_.end(), end,
+                             [](const Hit& h, int32_t t) { return h.tq < t; });
+  if (hi - lo < options_.min_score) return;
+
+  // Candidate stage: histogram of g - tq in coarse bins; tempo drift over a window is a few
+  // bins at most, so a candidate gathers its bin and two neighbours on each side.
+  std::vector<std::pair<int64_t, uint32_t>> coarse;  // (bin, hit index)
+  coarse.reserve(hi - lo);
+  for (auto it = lo; it != hi; ++it)
+    coarse.push_back({floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint32_t(it - hits_.begin())});
+  std::sort(coarse.begin(), coarse.end());
+  std::vector<std::pair<int64_t, int>> runs;  // (bin, count)
+  for (size_t i = 0; i < coarse.size();) {
+    size_t j = i;
+    while (j < coarse.size() && coarse[j].first == coarse[i].first) ++j;
+    runs.push_back({coarse[i].first, int(j - i)});
+    i = j;
+  }
+  auto count_at = [&](size_t r, int64_t bin) {
+    return (r < runs.size() && runs[r].first == bin) ? runs[r].second : 0;
+  };
+  std::vector<std::pair<int, int64_t>> candidates;  // (smoothed count, bin)
+  for (size_t r = 0; r < runs.size(); ++r) {
+    int64_t b = runs[r].first;
+    int c = runs[r].second;
+    int left = r > 0 ? count_at(r - 1, b - 1) : 0;
+    int right = count_at(r + 1, b + 1);
+    int smooth = left + c + right;
+    if (smooth < options_.min_score) continue;
+    // Local maximum of the smoothed histogram (ties resolved towards the lower bin).
+    int left_smooth = r > 0 && runs[r - 1].first == b - 1
+                          ? runs[r - 1].second + c + (r > 1 ? count_at(r - 2, b - 2) : 0)
+                          : -1;
+    int right_smooth = (r + 1 < runs.size() && runs[r + 1].first == b + 1)
+                           ? runs[r + 1].second + c + count_at(r + 2, b + 2)
+                           : -1;
+    if (left_smooth >= smooth || right_smooth > smooth) continue;
+    candidates.push_back({smooth, b});
+  }
+  std::sort(candidates.begin(), candidates.end(), std::greater<>());
+  if (int(candidates.size()) > options_.max_candidates) candidates.resize(options_.max_candidates);
+
+  const double centre = 0.5 * (start + std::min<int32_t>(end, hits_.back().tq + 1));
+  int accepted = 0;
+  std::vector<Hit> cand;
+  std::vector<Segment> found;
+  for (const auto& [count, bin] : candidates) {
+    if (accepted >= options_.max_matches_per_window) break;
+    auto first = std::lower_bound(coarse.begin(), coarse.end(), std::make_pair(bin - 2, 0u));
+    auto last = std::lower_bound(coarse.begin(), coarse.end(), std::make_pair(bin + 3, 0u));
+    cand.clear();
+    for (auto it = first; it != last; ++it) cand.push_back(hits_[it->second]);
+    Segment seg;
+    if (!confirm(cand, centre, seg)) continue;
+    bool duplicate = false;
+    for (const Segment& f : found) {
+      double mid = 0.5 * (seg.q_first + seg.q_last);
+      if (f.ref == seg.ref && std::fabs(f.speed * mid + f.offset - (seg.speed * mid + seg.offset)) <
+                                  kMergeTolerance)
+        duplicate = true;
+    }
+    if (duplicate) continue;
+    found.push_back(seg);
+    ++accepted;
+  }
+  for (Segment& s : found) merge(std::move(s));
+}
+
+bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& out) const {
+  if (int(cand.size()) < options_.min_score) return false;
+  const double tol = options_.inlier_tolerance;
+  const int steps = int(std::floor(params_.max_tempo_change / kSpeedStep + 1e-9));
+  double best_speed = 1.0, best_offset = 0.0;
+  int best_count = 0;
+  std::vector<double> offsets(cand.size());
+  for (int k = -steps; k <= steps; ++k) {
+    double speed = 1.0 + k * kSpeedStep;
+    for (size_t i = 0; i < cand.size(); ++i)
+      offsets[i] = double(cand[i].g) - speed * (cand[i].tq - centre);
+    std::sort(offsets.begin(), offsets.end());
+    // Densest stretch of width 2*tol: the offset most hits agree on at this speed.
+    size_t j = 0;
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      while (offsets[i] - offsets[j] > 2 * tol) ++j;
+      int c = int(i - j + 1);
+      // Prefer the speed nearest 1 on ties: k runs outward from 0 is not guaranteed, so compare.
+      if (c > best_count || (c == best_count && std::fabs(speed - 1.0) < std::fabs(best_speed - 1.0))) {
+        best_count = c;
+        best_speed = speed;
+        best_offset = 0.5 * (offsets[i] + offsets[j]);
+      }
+    }
+  }
+  if (best_count < options_.min_score) return false;
+
+  auto collect = [&](double speed, double offset, std::vector<const Hit*>& in) {
+    in.clear();
+    for (const Hit& h : cand)
+      if (std::fabs(double(h.g) - (speed * (h.tq - centre) + offset)) <= tol) in.push_back(&h);
+  };
+  std::vector<const Hit*> in;
+  collect(best_speed, best_offset, in);
+  // Least-squares line through the inliers, when they span enough query time to fix a slope.
+  if (in.size() >= 8) {
+    double mx = 0, my = 0;
+    for (const Hit* h : in) mx += h->tq - centre, my += h->g;
+    mx /= in.size();
+    my /= in.size();
+    double sxx = 0, sxy = 0;
+    for (const Hit* h : in) {
+      double dx = h->tq - centre - mx;
+      sxx += dx * dx;
+      sxy += dx * (h->g - my);
+    }
+    if (sxx > 50.0 * 50.0 * in.size() / 4) {
+      double slope = std::clamp(sxy / sxx, 1.0 - params_.max_tempo_change - kSpeedStep,
+                                1.0 + params_.max_tempo_change + kSpeedStep);
+      double offset = my - slope * mx;
+      std::vector<const Hit*> refit;
+      collect(slope, offset, refit);
+      if (refit.size() >= in.size()) {
+        best_speed = slope;
+        best_offset = offset;
+        in.swap(refit);
+      }
+    }
+  }
+  // Pitch: the shift most inliers agree on; hits far from it are coincidences.
+  std::vector<float> shifts;
+  for (const Hit* h : in) shifts.push_back(h->dpitch);
+  std::nth_element(shifts.begin(), shifts.begin() + shifts.size() / 2, shifts.end());
+  const float pitch = shifts[shifts.size() / 2];
+  // The reference is the one under the median inlier; inliers elsewhere are dropped.
+  std::vector<uint32_t> gs;
+  for (const Hit* h : in) gs.push_back(h->g);
+  std::nth_element(gs.begin(), gs.begin() + gs.size() / 2, gs.end());
+  const ReferenceTimeline::Span* span = timeline_.find(gs[gs.size() / 2]);
+  if (!span) return false;
+
+  std::vector<uint64_t> pairs;
+  for (const Hit* h : in) {
+    if (std::fabs(h->dpitch - pitch) > options_.pitch_tolerance) continue;
+    if (h->g < span->base || h->g >= span->base + span->count) continue;
+    pairs.push_back(pack_pair(h->tq, h->g));
+  }
+  // Every inlier hit counts: several triplets of one anchor agreeing is evidence too (random
+  // coincidences rarely repeat on one anchor pair). Repeats stay, as a sorted multiset, so the
+  // union with an overlapping window counts each hit once.
+  std::sort(pairs.begin(), pairs.end());
+  if (int(pairs.size()) < options_.min_score) return false;
+
+  out.ref = span->ref;
+  out.base = span->base;
+  out.speed = best_speed;
+  out.offset = best_offset - best_speed * centre;
+  out.pitch = pitch;
+  out.q_first = pair_tq(pairs.front());
+  out.q_last = out.q_first;
+  out.inliers.clear();
+  for (uint64_t p : pairs) {
+    out.q_first = std::min(out.q_first, pair_tq(p));
+    out.q_last = std::max(out.q_last, pair_tq(p));
+  }
+  // Keep the full (tq, g) pairs for unions across windows.
+  for (uint64_t p : pairs) {
+    out.inliers.push_back(pair_tq(p));
+    out.inliers.push_back(int32_t(uint32_t(p)));
+  }
+  return true;
+}
+
+void LandmarkMatcher::merge(Segment&& seg) {
+  for (Segment& s : segments_) {
+    if (s.ref != seg.ref) continue;
+    int32_t gap_lo = std::max(s.q_first, seg.q_first), gap_hi = std::min(s.q_last, seg.q_last);
+    if (gap_lo - gap_hi > options_.window_frames) continue;  // too far apart in the query
+    double mid = 0.5 * (gap_lo + gap_hi);
+    if (std::fabs(s.speed * mid + s.offset - (seg.speed * mid + seg.offset)) > kMergeTolerance)
+      continue;
+    // Union of the (tq, g) inlier pairs: windows overlap, so most are shared.
+    std::vector<uint64_t> a, b, u;
+    for (size_t i = 0; i + 1 < s.inliers.size(); i += 2)
+      a.push_back(pack_pair(s.inliers[i], uint32_t(s.inliers[i + 1])));
+    for (size_t i = 0; i + 1 < seg.inliers.size(); i += 2)
+      b.push_back(pack_pair(seg.inliers[i], uint32_t(seg.inliers[i + 1])));
+    std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(u));
+    double wa = double(a.size()), wb = double(b.size());
+    s.speed = (s.speed * wa + seg.speed * wb) / (wa + wb);
+    s.offset = (s.offset * wa + seg.offset * wb) / (wa + wb);
+    s.pitch = (s.pitch * wa + seg.pitch * wb) / (wa + wb);
+    s.q_first = std::min(s.q_first, seg.q_first);
+    s.q_last = std::max(s.q_last, seg.q_last);
+    s.inliers.clear();
+    for (uint64_t p : u) {
+      s.inliers.push_back(pair_tq(p));
+      s.inliers.push_back(int32_t(uint32_t(p)));
+    }
+    return;
+  }
+  segments_.push_back(std::move(seg));
+}
+
+std::vector<LandmarkMatch> LandmarkMatcher::matches() const {
+  std::vector<LandmarkMatch> out;
+  for (const Segment& s : segments_) {
+    LandmarkMatch m;
+    m.ref = s.ref;
+    m.score = double(s.inliers.size() / 2);
+    m.speed = s.speed;
+    m.pitch_shift = s.pitch;
+    m.query_start = params_.frame_time(s.q_first);
+    m.query_end = params_.frame_time(s.q_last);
+    double r0 = s.speed * s.q_first + s.offset - double(s.base);
+    double r1 = s.speed * s.q_last + s.offset - double(s.base);
+    m.ref_start = params_.frame_time(std::max(0.0, r0));
+    m.ref_end = params_.frame_time(std::max(0.0, r1));
+    out.push_back(m);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LandmarkMatch& a, const LandmarkMatch& b) { return a.score > b.score; });
+  // Music repeats itself: a chorus or a loop also aligns, more weakly, at its other
+  // occurrences. Over one stretch of the query, one reference is reported once, at its best
+  // alignment.
+  std::vector<LandmarkMatch> kept;
+  for (const LandmarkMatch& m : out) {
+    bool shadowed = false;
+    for (const LandmarkMatch& k : kept) {
+      if (k.ref != m.ref) continue;
+      double overlap = std::min(k.query_end, m.query_end) - std::max(k.query_start, m.query_start);
+      double len = std::max(1e-3, m.query_end - m.query_start);
+      if (overlap > 0.5 * len) shadowed = true;
+    }
+    if (!shadowed) kept.push_back(m);
+  }
+  return kept;
+}
+
+}  // namespace earmark

@@ -1,0 +1,91 @@
+#pragma once
+// Query triplets -> matches. Each triplet's probe keys are looked up in batches; every hit says
+// "query frame tq may play global frame g". True matches line up on g = speed * tq + offset
+// for one speed near 1 and one offset; random hits do not. The matcher works on windows of the
+// query (so memory stays bounded on hours of audio): a coarse offset histogram proposes
+// candidates, a fine search over speed and offset confirms them and fits the line, the pitch
+// codes give the pitch shift, and detections of consecutive windows that continue one another
+// are merged into one segment.
+#include <cstdint>
+#include <vector>
+
+#include "earmark/index/landmark_index.h"
+#include "earmark/landmarks/landmark_params.h"
+#include "earmark/landmarks/triplet.h"
+#include "earmark/matching/reference_timeline.h"
+
+namespace earmark {
+
+struct MatchOptions {
+  int min_score = 10;            // inlier landmarks a match needs
+  int window_frames = 2000;      // analysis window (20 s)
+  int max_candidates = 40;       // per window
+  int max_matches_per_window = 4;
+  float inlier_tolerance = 2.5f;  // frames
+  float pitch_tolerance = 1.0f;   // semitones around the match's pitch shift
+};
+
+struct LandmarkMatch {
+  size_t ref = 0;           // ReferenceTimeline::Span::ref
+  double query_start = 0;   // seconds
+  double query_end = 0;
+  double ref_start = 0;     // seconds within the reference
+  double ref_end = 0;
+  double score = 0;         // inlier landmarks
+  double speed = 1.0;       // reference seconds per query second
+  double pitch_shift = 0;   // semitones, query relative to reference
+};
+
+class LandmarkMatcher {
+ public:
+  LandmarkMatcher(const LandmarkParams& params, const LandmarkIndex& index,
+                  const ReferenceTimeline& timeline, const MatchOptions& options = {});
+
+  // Triplets must arrive in non-decreasing anchor frame order (as the extractor emits them).
+  void add(const TripletDescriptor& d);
+  void finish();
+  // Merged segments, best first.
+  std::vector<LandmarkMatch> matches() const;
+
+  size_t lookups() const { return lookups_; }
+  size_t hits() const { return total_hits_; }
+
+ private:
+  struct Hit {
+    int32_t tq;      // query frame
+    uint32_t g;      // global reference frame
+    float dpitch;    // query pitch - reference pitch, semitones
+  };
+  struct Segment {
+    size_t ref;
+    uint64_t base;
+    double speed;          // line g = speed * tq + offset
+    double offset;
+    double pitch;
+    int32_t q_first, q_last;
+    std::vector<int32_t> inliers;  // inlier (tq, g) pairs, flattened, sorted
+  };
+
+  void flush_lookups();
+  void analyse_window(int32_t start, int32_t end);
+  bool confirm(std::vector<Hit>& cand, double centre, Segment& out) const;
+  void merge(Segment&& seg);
+
+  LandmarkParams params_;
+  const LandmarkIndex& index_;
+  const ReferenceTimeline& timeline_;
+  MatchOptions options_;
+  TripletQuantizer quantizer_;
+
+  std::vector<uint32_t> pending_keys_;
+  std::vector<int32_t> pending_frames_;
+  std::vector<uint8_t> pending_pitch_;
+  std::vector<SearchHit> search_buffer_;
+  std::vector<Hit> hits_;  // hits of the current and next windows, sorted by tq
+  int32_t window_start_ = 0;
+  bool finished_ = false;
+  std::vector<Segment> segments_;
+  size_t lookups_ = 0, total_hits_ = 0;
+};
+
+}  // namespace earmark

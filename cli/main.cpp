@@ -1,7 +1,10 @@
 // The `earmark` command line: a thin layer over libearmark. Results go to stdout, logs and
 // progress to stderr; any failure is one clear line and a non-zero exit.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,10 +14,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "earmark/common/error.h"
 #include "earmark/engine/database.h"
@@ -26,9 +25,10 @@ using namespace earmark;
 
 namespace {
 
-const std::set<std::string> kMediaExtensions = {
-    ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aiff", ".aif",
-    ".mp4", ".mkv", ".webm", ".mov", ".avi", ".mka", ".ac3", ".mod", ".xm",  ".it",  ".s3m", ".ts"};
+const std::set<std::string> kMediaExtensions = {".wav", ".flac", ".mp3", ".m4a",  ".aac", ".ogg",
+                                                ".oga", ".opus", ".wma", ".aiff", ".aif", ".mp4",
+                                                ".mkv", ".webm", ".mov", ".avi",  ".mka", ".ac3",
+                                                ".mod", ".xm",   ".it",  ".s3m",  ".ts"};
 
 std::string default_index_dir() {
   const char* env = std::getenv("EARMARK_INDEX");
@@ -129,6 +129,11 @@ class Progress {
   int next_pct_ = 0;
 };
 
+// File names need not be UTF-8; JSON must be. Invalid bytes become U+FFFD instead of failing.
+std::string dump(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 LandmarkParams params_with(const std::vector<std::string>& settings) {
   nlohmann::json j = LandmarkParams().to_json();
   for (const std::string& s : settings) {
@@ -154,10 +159,11 @@ void print_table(const ScanResult& r) {
   std::printf("%s (%.1f s): %zu match%s\n", r.path.c_str(), r.duration_s, r.matches.size(),
               r.matches.size() == 1 ? "" : "es");
   for (const ScanMatch& m : r.matches) {
-    std::printf("  %-12s %-9s query %7.2f-%7.2f s  ref %7.2f-%7.2f s  score %5.0f  speed %.3f"
-                "  pitch %+.2f st  %s\n",
-                m.ref_id.c_str(), to_string(m.content_type).c_str(), m.query_start, m.query_end,
-                m.ref_start, m.ref_end, m.score, m.speed, m.pitch_semitones, m.title.c_str());
+    std::printf(
+        "  %-12s %-9s query %7.2f-%7.2f s  ref %7.2f-%7.2f s  score %5.0f  speed %.3f"
+        "  pitch %+.2f st  %s\n",
+        m.ref_id.c_str(), to_string(m.content_type).c_str(), m.query_start, m.query_end,
+        m.ref_start, m.ref_end, m.score, m.speed, m.pitch_semitones, m.title.c_str());
   }
 }
 
@@ -171,7 +177,8 @@ int main(int argc, char** argv) {
   CLI::App app{"earmark: find catalogued music and sound logos inside audio and video files"};
   app.require_subcommand(1);
   std::string index_dir = default_index_dir();
-  app.add_option("-i,--index", index_dir, "index directory (default $EARMARK_INDEX or ./earmark-index)");
+  app.add_option("-i,--index", index_dir,
+                 "index directory (default $EARMARK_INDEX or ./earmark-index)");
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "debug logging");
 
@@ -181,13 +188,15 @@ int main(int argc, char** argv) {
   std::string type_text = "music", id_opt, title_opt;
   int threads = int(std::max(1u, std::thread::hardware_concurrency()));
   cmd_index->add_option("inputs", index_inputs, "files, folders, or .tsv lists (id<TAB>path)");
-  cmd_index->add_option("--list", lists, "TSV list id<TAB>path[<TAB>type[<TAB>title]]");
+  cmd_index->add_option("--list", lists, "TSV list id<TAB>path[<TAB>type[<TAB>title]]")
+      ->allow_extra_args(false);
   cmd_index->add_option("--type", type_text, "content type: music, trademark, other")
       ->check(CLI::IsMember({"music", "trademark", "jingle", "logo", "other"}));
   cmd_index->add_option("--id", id_opt, "reference id (a single file only)");
   cmd_index->add_option("--title", title_opt, "title (a single file only)");
   cmd_index->add_option("-j,--threads", threads, "parallel decoders")->check(CLI::Range(1, 256));
-  cmd_index->add_option("--set", settings, "landmark setting key=value for a new index");
+  cmd_index->add_option("--set", settings, "landmark setting key=value for a new index")
+      ->allow_extra_args(false);
 
   // scan
   auto* cmd_scan = app.add_subcommand("scan", "find catalogued references in files");
@@ -196,7 +205,8 @@ int main(int argc, char** argv) {
   int stream = -1, max_matches = 50;
   double threshold = -1, threshold_trademark = -1;
   cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
-  cmd_scan->add_option("--list", scan_lists, "text file with one query path per line");
+  cmd_scan->add_option("--list", scan_lists, "text file with one query path per line")
+      ->allow_extra_args(false);
   cmd_scan->add_option("--format", format, "json, jsonl or table")
       ->check(CLI::IsMember({"json", "jsonl", "table"}));
   cmd_scan->add_option("--stream", stream, "audio stream index to decode (default: best)")
@@ -243,7 +253,8 @@ int main(int argc, char** argv) {
           auto r = read_index_list(in, type);
           requests.insert(requests.end(), r.begin(), r.end());
         } else if (fs::is_directory(in)) {
-          for (const std::string& f : media_in(in)) requests.push_back({"", f, "", type, nlohmann::json::object()});
+          for (const std::string& f : media_in(in))
+            requests.push_back({"", f, "", type, nlohmann::json::object()});
         } else {
           requests.push_back({"", in, "", type, nlohmann::json::object()});
         }
@@ -267,15 +278,14 @@ int main(int argc, char** argv) {
       };
       auto t0 = std::chrono::steady_clock::now();
       IndexSummary s = index_files(*db, requests, opts);
-      double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       nlohmann::json out = {{"added", s.added},
                             {"already_present", s.present},
                             {"failed", s.failed},
                             {"audio_seconds", std::round(s.audio_seconds * 10) / 10},
                             {"wall_seconds", std::round(secs * 100) / 100},
                             {"capped_entries", s.capped_entries}};
-      std::cout << out.dump() << std::endl;
+      std::cout << dump(out) << std::endl;
       return s.failed ? 1 : 0;
     }
     if (*cmd_scan) {
@@ -316,7 +326,7 @@ int main(int argc, char** argv) {
                           {"duration_s", r.duration_s},
                           {"lookups", r.lookups}});
         if (format == "jsonl") {
-          std::cout << to_json(r).dump() << "\n" << std::flush;
+          std::cout << dump(to_json(r)) << "\n" << std::flush;
         } else if (format == "table") {
           print_table(r);
           std::fflush(stdout);
@@ -325,12 +335,11 @@ int main(int argc, char** argv) {
         }
         if (queries.size() > 1) progress.update(i + 1, fs::path(queries[i]).filename().string());
       }
-      if (format == "json") std::cout << all.dump(2) << std::endl;
+      if (format == "json") std::cout << dump(all, 2) << std::endl;
       if (!timing_path.empty()) {
-        double wall =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::ofstream t(timing_path);
-        t << nlohmann::json({{"wall_s", wall}, {"queries", timing}}).dump() << "\n";
+        t << dump(nlohmann::json({{"wall_s", wall}, {"queries", timing}})) << "\n";
         if (!t) throw Error("cannot write " + timing_path);
       }
       return failed ? 1 : 0;
@@ -344,11 +353,11 @@ int main(int argc, char** argv) {
                        {"title", r.title},
                        {"content_type", to_string(r.content_type)},
                        {"duration_s", r.duration_s}});
-        std::cout << a.dump(2) << std::endl;
+        std::cout << dump(a, 2) << std::endl;
       } else {
         for (const Reference& r : db->references())
-          std::printf("%-16s %-9s %8.1f s  %s\n", r.id.c_str(),
-                      to_string(r.content_type).c_str(), r.duration_s, r.title.c_str());
+          std::printf("%-16s %-9s %8.1f s  %s\n", r.id.c_str(), to_string(r.content_type).c_str(),
+                      r.duration_s, r.title.c_str());
       }
       return 0;
     }
@@ -380,30 +389,31 @@ int main(int argc, char** argv) {
                           {"content_hash", r->content_hash},
                           {"added_at", r->added_at},
                           {"metadata", r->metadata}};
-      std::cout << j.dump(2) << std::endl;
+      std::cout << dump(j, 2) << std::endl;
       return 0;
     }
     if (*cmd_stats) {
       auto db = Database::open(index_dir, false);
       DatabaseStats s = db->stats();
       double hours = s.audio_seconds / 3600.0;
-      nlohmann::json j = {{"index", db->dir()},
-                          {"references", s.references},
-                          {"audio_hours", std::round(hours * 1000) / 1000},
-                          {"segments", s.segments},
-                          {"landmarks", s.entries},
-                          {"segment_bytes", s.segment_bytes},
-                          {"catalogue_bytes", s.catalogue_bytes},
-                          {"mb_per_hour", hours > 0 ? std::round(s.segment_bytes / hours / 1e4) / 100 : 0.0},
-                          {"removed_awaiting_compaction", s.removed_pending},
-                          {"settings", db->params().to_json()}};
+      nlohmann::json j = {
+          {"index", db->dir()},
+          {"references", s.references},
+          {"audio_hours", std::round(hours * 1000) / 1000},
+          {"segments", s.segments},
+          {"landmarks", s.entries},
+          {"segment_bytes", s.segment_bytes},
+          {"catalogue_bytes", s.catalogue_bytes},
+          {"mb_per_hour", hours > 0 ? std::round(s.segment_bytes / hours / 1e4) / 100 : 0.0},
+          {"removed_awaiting_compaction", s.removed_pending},
+          {"settings", db->params().to_json()}};
       int rc = 0;
       if (verify) {
         auto bad = db->verify();
         j["damaged_segments"] = bad;
         rc = bad.empty() ? 0 : 1;
       }
-      std::cout << j.dump(2) << std::endl;
+      std::cout << dump(j, 2) << std::endl;
       return rc;
     }
     if (*cmd_compact) {

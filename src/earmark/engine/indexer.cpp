@@ -1,5 +1,7 @@
 #include "earmark/engine/indexer.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,8 +12,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
@@ -53,7 +53,8 @@ class ReferenceConsumer : public AudioConsumer {
  public:
   ReferenceConsumer(const LandmarkParams& params, std::vector<Landmark>& out)
       : quantizer_(params), extractor_(params, [this, &out](const TripletDescriptor& d) {
-          out.push_back({quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
+          out.push_back(
+              {quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
         }) {}
   void consume(const float* x, size_t n) override {
     digest_.update(x, n);
@@ -175,53 +176,69 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
     batch_entries = 0;
   };
 
-  for (size_t i = 0; i < total; ++i) {
-    Work w;
+  // Workers must be joined on every path out, or an exception here would terminate.
+  auto stop_workers = [&] {
     {
-      std::unique_lock<std::mutex> lk(mu);
-      cv.wait(lk, [&] { return ready.count(i) > 0; });
-      w = std::move(ready.at(i));
-      ready.erase(i);
-      consumed = i + 1;
-      cv.notify_all();
+      std::lock_guard<std::mutex> lk(mu);
+      next = total;
+      consumed = total;
     }
-    IndexResult& r = w.result;
-    if (w.ref) {
-      const Reference& meta = w.ref->meta;
-      auto by_id = db.catalogue().find_id(meta.id);
-      auto by_hash = db.catalogue().find_hash(meta.content_hash);
-      if (by_hash || batch_hashes.count(meta.content_hash)) {
-        std::string holder = by_hash ? by_hash->id : batch_hashes[meta.content_hash];
-        r.outcome = IndexOutcome::kAlreadyPresent;
-        r.message = holder == meta.id ? "already indexed" : "same audio as reference " + holder;
-      } else if (by_id || batch_ids.count(meta.id)) {
-        r.outcome = IndexOutcome::kFailed;
-        r.message = "id '" + meta.id + "' is already used by other audio (remove it first)";
-      } else {
-        r.outcome = IndexOutcome::kAdded;
-        batch_hashes[meta.content_hash] = meta.id;
-        batch_ids[meta.id] = true;
-        batch_entries += w.ref->landmarks.size();
-        summary.audio_seconds += meta.duration_s;
-        batch.push_back(std::move(*w.ref));
+    cv.notify_all();
+    for (auto& t : pool)
+      if (t.joinable()) t.join();
+  };
+  try {
+    for (size_t i = 0; i < total; ++i) {
+      Work w;
+      {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return ready.count(i) > 0; });
+        w = std::move(ready.at(i));
+        ready.erase(i);
+        consumed = i + 1;
+        cv.notify_all();
       }
+      IndexResult& r = w.result;
+      if (w.ref) {
+        const Reference& meta = w.ref->meta;
+        auto by_id = db.catalogue().find_id(meta.id);
+        auto by_hash = db.catalogue().find_hash(meta.content_hash);
+        if (by_hash || batch_hashes.count(meta.content_hash)) {
+          std::string holder = by_hash ? by_hash->id : batch_hashes[meta.content_hash];
+          r.outcome = IndexOutcome::kAlreadyPresent;
+          r.message = holder == meta.id ? "already indexed" : "same audio as reference " + holder;
+        } else if (by_id || batch_ids.count(meta.id)) {
+          r.outcome = IndexOutcome::kFailed;
+          r.message = "id '" + meta.id + "' is already used by other audio (remove it first)";
+        } else {
+          r.outcome = IndexOutcome::kAdded;
+          batch_hashes[meta.content_hash] = meta.id;
+          batch_ids[meta.id] = true;
+          batch_entries += w.ref->landmarks.size();
+          summary.audio_seconds += meta.duration_s;
+          batch.push_back(std::move(*w.ref));
+        }
+      }
+      switch (r.outcome) {
+        case IndexOutcome::kAdded:
+          ++summary.added;
+          break;
+        case IndexOutcome::kAlreadyPresent:
+          ++summary.present;
+          break;
+        case IndexOutcome::kFailed:
+          ++summary.failed;
+          break;
+      }
+      if (options.progress) options.progress(i + 1, total, r);
+      summary.results.push_back(std::move(r));
+      if (batch_entries >= options.batch_entries) commit();
     }
-    switch (r.outcome) {
-      case IndexOutcome::kAdded:
-        ++summary.added;
-        break;
-      case IndexOutcome::kAlreadyPresent:
-        ++summary.present;
-        break;
-      case IndexOutcome::kFailed:
-        ++summary.failed;
-        break;
-    }
-    if (options.progress) options.progress(i + 1, total, r);
-    summary.results.push_back(std::move(r));
-    if (batch_entries >= options.batch_entries) commit();
+  } catch (...) {
+    stop_workers();
+    throw;
   }
-  for (auto& t : pool) t.join();
+  stop_workers();
   commit();
   return summary;
 }

@@ -168,10 +168,9 @@ TEST_F(SegmentTest, SearchReturnsExactlyThePostingsOfEachKey) {
     }
     for (const IndexEntry& e : entries) want.emplace_back(e.key, e.frame, e.pitch_code);
     std::sort(want.begin(), want.end());
-    EXPECT_TRUE(std::is_sorted(seq.begin(), seq.end(),
-                               [](const auto& a, const auto& b) {
-                                 return std::get<0>(a) < std::get<0>(b);
-                               }));
+    EXPECT_TRUE(std::is_sorted(seq.begin(), seq.end(), [](const auto& a, const auto& b) {
+      return std::get<0>(a) < std::get<0>(b);
+    }));
     std::sort(seq.begin(), seq.end());
     EXPECT_EQ(seq, want);
   }

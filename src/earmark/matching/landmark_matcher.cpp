@@ -7,10 +7,12 @@ namespace earmark {
 
 namespace {
 
-constexpr int kCoarseBin = 64;        // frames: offset histogram bin of the candidate stage
+constexpr int kCoarseBin = 64;         // frames: offset histogram bin of the candidate stage
 constexpr size_t kLookupBatch = 8192;  // keys per batched index search
 constexpr double kSpeedStep = 0.01;
 constexpr double kMergeTolerance = 15.0;  // frames between the lines of two merged detections
+constexpr size_t kMinDistinctFrames = 4;  // query anchor frames among a match's inliers
+constexpr int32_t kMinSpanFrames = 10;    // and the query time they span
 
 uint64_t pack_pair(int32_t tq, uint32_t g) { return (uint64_t(uint32_t(tq)) << 32) | g; }
 int32_t pair_tq(uint64_t p) { return int32_t(uint32_t(p >> 32)); }
@@ -73,8 +75,8 @@ void LandmarkMatcher::finish() {
 void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
   auto lo = std::lower_bound(hits_.begin(), hits_.end(), start,
                              [](const Hit& h, int32_t t) { return h.tq < t; });
-  auto hi = std::lower_bound(lo, hits_.end(), end,
-                             [](const Hit& h, int32_t t) { return h.tq < t; });
+  auto hi =
+      std::lower_bound(lo, hits_.end(), end, [](const Hit& h, int32_t t) { return h.tq < t; });
   if (hi - lo < options_.min_score) return;
 
   // Candidate stage: histogram of g - tq in coarse bins; tempo drift over a window is a few
@@ -82,7 +84,8 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
   std::vector<std::pair<int64_t, uint32_t>> coarse;  // (bin, hit index)
   coarse.reserve(hi - lo);
   for (auto it = lo; it != hi; ++it)
-    coarse.push_back({floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint32_t(it - hits_.begin())});
+    coarse.push_back(
+        {floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint32_t(it - hits_.begin())});
   std::sort(coarse.begin(), coarse.end());
   std::vector<std::pair<int64_t, int>> runs;  // (bin, count)
   for (size_t i = 0; i < coarse.size();) {
@@ -130,8 +133,8 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
     bool duplicate = false;
     for (const Segment& f : found) {
       double mid = 0.5 * (seg.q_first + seg.q_last);
-      if (f.ref == seg.ref && std::fabs(f.speed * mid + f.offset - (seg.speed * mid + seg.offset)) <
-                                  kMergeTolerance)
+      if (f.ref == seg.ref &&
+          std::fabs(f.speed * mid + f.offset - (seg.speed * mid + seg.offset)) < kMergeTolerance)
         duplicate = true;
     }
     if (duplicate) continue;
@@ -159,7 +162,8 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
       while (offsets[i] - offsets[j] > 2 * tol) ++j;
       int c = int(i - j + 1);
       // Prefer the speed nearest 1 on ties: k runs outward from 0 is not guaranteed, so compare.
-      if (c > best_count || (c == best_count && std::fabs(speed - 1.0) < std::fabs(best_speed - 1.0))) {
+      if (c > best_count ||
+          (c == best_count && std::fabs(speed - 1.0) < std::fabs(best_speed - 1.0))) {
         best_count = c;
         best_speed = speed;
         best_offset = 0.5 * (offsets[i] + offsets[j]);
@@ -215,8 +219,19 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
   std::vector<uint64_t> pairs;
   for (const Hit* h : in) {
     if (std::fabs(h->dpitch - pitch) > options_.pitch_tolerance) continue;
+    if (std::fabs(h->dpitch) > params_.max_pitch_shift + 0.25f) continue;
     if (h->g < span->base || h->g >= span->base + span->count) continue;
     pairs.push_back(pack_pair(h->tq, h->g));
+  }
+  // A match needs evidence spread over time: many triplets of one or two query instants are a
+  // coincidence of one chord, not an alignment.
+  {
+    std::vector<int32_t> frames;
+    for (uint64_t p : pairs) frames.push_back(pair_tq(p));
+    std::sort(frames.begin(), frames.end());
+    frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
+    if (frames.size() < kMinDistinctFrames || frames.back() - frames.front() < kMinSpanFrames)
+      return false;
   }
   // Every inlier hit counts: several triplets of one anchor agreeing is evidence too (random
   // coincidences rarely repeat on one anchor pair). Repeats stay, as a sorted multiset, so the

@@ -155,10 +155,9 @@ TEST_F(CatalogueTest, DuplicateIdThrowsAndRollsBack) {
   const auto before = c.list();
 
   // The second reference of the batch collides: nothing of the batch may stay.
-  EXPECT_THROW(
-      c.commit_add({make_ref("new", 1100, 100, "hn"), make_ref("x", 2200, 100, "hx2")},
-                   "seg-2.emk", 3300),
-      Error);
+  EXPECT_THROW(c.commit_add({make_ref("new", 1100, 100, "hn"), make_ref("x", 2200, 100, "hx2")},
+                            "seg-2.emk", 3300),
+               Error);
   EXPECT_EQ(c.count(), 1u);
   EXPECT_FALSE(c.find_id("new").has_value());
   EXPECT_FALSE(c.find_hash("hx2").has_value());

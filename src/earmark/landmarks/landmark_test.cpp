@@ -110,11 +110,9 @@ TEST(LandmarkExtraction, DescriptorsAreWithinTheirDocumentedRanges) {
   }
 }
 
-// Share of the reference's landmarks (key, anchor frame within one frame) that the noisy
-// recording reproduces.
-double reproduced_share(const std::vector<Landmark>& ref, const std::vector<Landmark>& noisy) {
-  std::set<std::pair<uint32_t, uint32_t>> have;
-  for (const Landmark& l : noisy) have.insert({l.key, l.frame});
+// Share of `ref` whose (key, anchor frame within one frame) is in `have`.
+double share_present(const std::vector<Landmark>& ref,
+                     const std::set<std::pair<uint32_t, uint32_t>>& have) {
   size_t found = 0;
   for (const Landmark& l : ref) {
     for (int df = -1; df <= 1; ++df) {
@@ -125,6 +123,14 @@ double reproduced_share(const std::vector<Landmark>& ref, const std::vector<Land
     }
   }
   return ref.empty() ? 0.0 : double(found) / ref.size();
+}
+
+// Share of the reference's landmarks (key, anchor frame within one frame) that the noisy
+// recording reproduces.
+double reproduced_share(const std::vector<Landmark>& ref, const std::vector<Landmark>& noisy) {
+  std::set<std::pair<uint32_t, uint32_t>> have;
+  for (const Landmark& l : noisy) have.insert({l.key, l.frame});
+  return share_present(ref, have);
 }
 
 // Same, but a reference landmark counts as reproduced when a query triplet with its anchor
@@ -139,19 +145,10 @@ double probed_share(const LandmarkParams& p, const std::vector<Landmark>& ref,
     q.probe_keys(d, keys);
     for (uint32_t k : keys) have.insert({k, uint32_t(d.frame)});
   }
-  size_t found = 0;
-  for (const Landmark& l : ref) {
-    for (int df = -1; df <= 1; ++df) {
-      if (have.count({l.key, uint32_t(int64_t(l.frame) + df)})) {
-        ++found;
-        break;
-      }
-    }
-  }
-  return ref.empty() ? 0.0 : double(found) / ref.size();
+  return share_present(ref, have);
 }
 
-// Target: most (>= 60 %) of a reference's triplet keys are still there, at the same anchor
+// A reference's triplet keys are still there (see the bound below), at the same anchor
 // frame, when the audio carries white noise at 20 dB SNR. Measured the way a scan sees it: the
 // noisy audio extracted at query density, a reference landmark found when a query triplet at
 // its anchor frame (+-1) probes its key.

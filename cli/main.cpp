@@ -160,7 +160,7 @@ void print_table(const ScanResult& r) {
               r.matches.size() == 1 ? "" : "es");
   for (const ScanMatch& m : r.matches) {
     std::printf(
-        "  %-12s %-9s query %7.2f-%7.2f s  ref %7.2f-%7.2f s  score %5.0f  speed %.3f"
+        "  %-12s %-9s query %7.2f-%7.2f s  ref %7.2f-%7.2f s  score %6.1f  speed %.3f"
         "  pitch %+.2f st  %s\n",
         m.ref_id.c_str(), to_string(m.content_type).c_str(), m.query_start, m.query_end,
         m.ref_start, m.ref_end, m.score, m.speed, m.pitch_semitones, m.title.c_str());

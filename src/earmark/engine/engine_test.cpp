@@ -416,7 +416,10 @@ TEST_F(EngineTest, ScanOptionsAreValidated) {
   o.max_matches = 0;
   EXPECT_THROW(Scanner(*db, o), Error);
   o = ScanOptions();
-  o.min_score_music = 1;
+  o.min_score_music = -1;
+  EXPECT_THROW(Scanner(*db, o), Error);
+  o = ScanOptions();
+  o.min_score_trademark = std::nan("");
   EXPECT_THROW(Scanner(*db, o), Error);
 }
 
@@ -533,6 +536,69 @@ TEST_F(EngineTest, OtherLandmarkSettingsAreRefused) {
   EXPECT_NO_THROW(Database::open(index_dir(), false, &density));
   LandmarkParams same;
   EXPECT_NO_THROW(Database::open(index_dir(), false, &same));
+}
+
+// A one-second notification sound: three bell-like notes whose partials ring on after their
+// attack, so nearly all of its spectral peaks sit at three instants.
+std::vector<float> notification_sound() {
+  const int rate = 16000;
+  std::vector<float> x(rate, 0.0f);
+  const double notes[3][2] = {{0.0, 76.0}, {0.18, 83.0}, {0.36, 88.0}};  // onset s, MIDI pitch
+  for (const auto& note : notes) {
+    const double f0 = 440.0 * std::pow(2.0, (note[1] - 69.0) / 12.0);
+    for (size_t i = size_t(note[0] * rate); i < x.size(); ++i) {
+      const double t = double(i) / rate - note[0];
+      double v = 0;
+      for (int h = 1; h <= 5; ++h) v += std::sin(2 * M_PI * f0 * h * 1.003 * t) / h;
+      x[i] += float(0.25 * v * std::exp(-5.0 * t));
+    }
+  }
+  return x;
+}
+
+TEST(ShortReference, SoundLogoOverMusicIsFound) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string logo_path = dir / "logo.wav", song_path = dir / "song.wav";
+  const auto logo = notification_sound();
+  write_wav(logo_path, logo);
+  write_wav(song_path, synth_music(3001, 30.0));
+  {
+    auto db = Database::open(dir / "index", true);
+    IndexRequest song, mark;
+    song.id = "S1";
+    song.path = song_path;
+    mark.id = "L1";
+    mark.path = logo_path;
+    mark.content_type = ContentType::kTrademark;
+    auto summary = index_files(*db, {song, mark}, IndexOptions());
+    ASSERT_EQ(summary.failed, 0u);
+  }
+  // Unrelated music with the logo 6 dB above it, from 4 s.
+  auto background = synth_music(3002, 10.0);
+  const size_t at = 4 * 16000;
+  std::vector<float> under(background.begin() + at, background.begin() + at + logo.size());
+  const double gain = rms(logo) / std::max(1e-9, rms(under)) / std::pow(10.0, 6.0 / 20.0);
+  std::vector<float> query(background.size());
+  for (size_t i = 0; i < query.size(); ++i) query[i] = float(background[i] * gain);
+  std::vector<float> without = query;
+  for (size_t i = 0; i < logo.size(); ++i) query[at + i] += logo[i];
+  write_wav(dir / "with.wav", query);
+  write_wav(dir / "without.wav", without);
+
+  auto db = Database::open(dir / "index", false);
+  Scanner scanner(*db);
+  ScanResult r = scanner.scan(dir / "with.wav");
+  ASSERT_TRUE(r.ok) << r.error;
+  const ScanMatch* m = match_of(r, "L1");
+  ASSERT_NE(m, nullptr) << describe(r);
+  EXPECT_EQ(m->content_type, ContentType::kTrademark);
+  EXPECT_NEAR(m->query_start - m->ref_start, 4.0, 0.1) << describe(r);
+  ScanResult alone = scanner.scan(logo_path);
+  EXPECT_NE(match_of(alone, "L1"), nullptr) << describe(alone);
+  ScanResult none = scanner.scan(dir / "without.wav");
+  ASSERT_TRUE(none.ok) << none.error;
+  EXPECT_TRUE(none.matches.empty()) << describe(none);
 }
 
 TEST(Database, OpenWithoutIndexFailsClearly) {

@@ -47,27 +47,45 @@ class AudioDigest {
   uint64_t a_ = 0xcbf29ce484222325ULL, b_ = 0x84222325cbf29ce4ULL;
 };
 
-// Streams decoded audio into the landmark extractor and the digest: memory stays bounded by the
-// landmarks, whatever the length of the recording.
+// Streams decoded audio into the landmark extractors (one per layer) and the digest: memory
+// stays bounded by the landmarks, whatever the length of the recording.
 class ReferenceConsumer : public AudioConsumer {
  public:
-  ReferenceConsumer(const LandmarkParams& params, std::vector<Landmark>& out)
-      : quantizer_(params), extractor_(params, [this, &out](const TripletDescriptor& d) {
-          out.push_back(
-              {quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
-        }) {}
+  ReferenceConsumer(const std::vector<LandmarkParams>& layers, std::vector<Landmark>& out)
+      : quantizer_(layers.front()), out_(out) {
+    for (const LandmarkParams& p : layers)
+      extractors_.push_back(
+          std::make_unique<LandmarkExtractor>(p, [this](const TripletDescriptor& d) {
+            out_.push_back(
+                {quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
+          }));
+  }
   void consume(const float* x, size_t n) override {
     digest_.update(x, n);
-    extractor_.consume(x, n);
+    for (auto& e : extractors_) e->consume(x, n);
     samples_ += n;
   }
-  void finish() { extractor_.finish(); }
+  void finish() {
+    for (auto& e : extractors_) e->finish();
+    if (extractors_.size() > 1) {
+      // Layers share many triplets; one index entry each is enough.
+      std::sort(out_.begin(), out_.end(), [](const Landmark& a, const Landmark& b) {
+        return a.frame != b.frame ? a.frame < b.frame : a.key < b.key;
+      });
+      out_.erase(std::unique(out_.begin(), out_.end(),
+                             [](const Landmark& a, const Landmark& b) {
+                               return a.frame == b.frame && a.key == b.key;
+                             }),
+                 out_.end());
+    }
+  }
   size_t samples() const { return samples_; }
   std::string digest() const { return digest_.hex(); }
 
  private:
   TripletQuantizer quantizer_;
-  LandmarkExtractor extractor_;
+  std::vector<Landmark>& out_;
+  std::vector<std::unique_ptr<LandmarkExtractor>> extractors_;
   AudioDigest digest_;
   size_t samples_ = 0;
 };
@@ -91,8 +109,8 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
     opts.normalise = false;
     NewReference ref;
     AudioDecoder decoder(req.path, opts);
-    ReferenceConsumer consumer(params.for_reference(decoder.info().duration_s,
-                                                    req.content_type == ContentType::kTrademark),
+    ReferenceConsumer consumer(params.reference_layers(decoder.info().duration_s,
+                                                       req.content_type == ContentType::kTrademark),
                                ref.landmarks);
     decoder.run(consumer);
     consumer.finish();

@@ -22,24 +22,27 @@ double ms_since(Clock::time_point t0) {
 // be told apart from fingerprinting time in a streaming pipeline.
 class QueryConsumer : public AudioConsumer {
  public:
-  QueryConsumer(const LandmarkParams& params, LandmarkMatcher& matcher)
-      : extractor_(params, [&matcher](const TripletDescriptor& d) { matcher.add(d); }) {}
+  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher) {
+    for (const LandmarkParams& p : layers)
+      extractors_.push_back(std::make_unique<LandmarkExtractor>(
+          p, [&matcher](const TripletDescriptor& d) { matcher.add(d); }));
+  }
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
-    extractor_.consume(x, n);
+    for (auto& e : extractors_) e->consume(x, n);
     samples_ += n;
     downstream_ms_ += ms_since(t0);
   }
   void finish() {
     auto t0 = Clock::now();
-    extractor_.finish();
+    for (auto& e : extractors_) e->finish();
     downstream_ms_ += ms_since(t0);
   }
   size_t samples() const { return samples_; }
   double downstream_ms() const { return downstream_ms_; }
 
  private:
-  LandmarkExtractor extractor_;
+  std::vector<std::unique_ptr<LandmarkExtractor>> extractors_;
   size_t samples_ = 0;
   double downstream_ms_ = 0;
 };
@@ -49,10 +52,9 @@ class QueryConsumer : public AudioConsumer {
 Scanner::Scanner(const Database& db, const ScanOptions& options)
     : db_(db), options_(options), query_params_(db.params().for_query()) {
   if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
-  double lowest = std::min({options_.min_score_music, options_.min_score_trademark,
-                            options_.min_score_other});
-  if (!(lowest >= 3)) throw Error("thresholds must be at least 3 landmarks");
-  options_.match.min_score = int(std::floor(lowest));
+  for (double t :
+       {options_.min_score_music, options_.min_score_trademark, options_.min_score_other})
+    if (!(t >= 0 && t <= 1e6)) throw Error("thresholds must be in [0, 1e6]");
 }
 
 ScanResult Scanner::scan(const std::string& path) const {
@@ -66,7 +68,7 @@ ScanResult Scanner::scan(const std::string& path) const {
     opts.normalise = false;  // as for references: see indexer.cpp
     AudioDecoder decoder(path, opts);
     LandmarkMatcher matcher(query_params_, db_.index(), db_.timeline(), options_.match);
-    QueryConsumer consumer(query_params_, matcher);
+    QueryConsumer consumer(db_.params().query_layers(), matcher);
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
@@ -77,9 +79,10 @@ ScanResult Scanner::scan(const std::string& path) const {
     const auto& refs = db_.references();
     for (const LandmarkMatch& m : matcher.matches()) {
       const Reference& ref = refs.at(m.ref);
-      double threshold = ref.content_type == ContentType::kMusic       ? options_.min_score_music
-                         : ref.content_type == ContentType::kTrademark ? options_.min_score_trademark
-                                                                        : options_.min_score_other;
+      double threshold = ref.content_type == ContentType::kMusic ? options_.min_score_music
+                         : ref.content_type == ContentType::kTrademark
+                             ? options_.min_score_trademark
+                             : options_.min_score_other;
       if (m.score < threshold) continue;
       ScanMatch s;
       s.ref_id = ref.id;
@@ -92,6 +95,10 @@ ScanResult Scanner::scan(const std::string& path) const {
       s.score = m.score;
       s.speed = m.speed;
       s.pitch_semitones = m.pitch_shift;
+      s.landmarks = m.landmarks;
+      s.anchors = m.anchors;
+      s.frames = m.frames;
+      s.background = m.background;
       s.pitch_factor = std::pow(2.0, m.pitch_shift / 12.0);
       result.matches.push_back(s);
       if (int(result.matches.size()) >= options_.max_matches) break;
@@ -119,7 +126,12 @@ nlohmann::json to_json(const ScanMatch& m) {
           {"score", r3(m.score)},
           {"speed", std::round(m.speed * 10000.0) / 10000.0},
           {"pitch", std::round(m.pitch_factor * 10000.0) / 10000.0},
-          {"pitch_semitones", std::round(m.pitch_semitones * 100.0) / 100.0}};
+          {"pitch_semitones", std::round(m.pitch_semitones * 100.0) / 100.0},
+          {"evidence",
+           {{"landmarks", m.landmarks},
+            {"anchors", m.anchors},
+            {"frames", m.frames},
+            {"background", m.background}}}};
 }
 
 nlohmann::json to_json(const ScanResult& r) {

@@ -7,10 +7,10 @@
 namespace earmark {
 
 nlohmann::json LandmarkParams::hash_identity() const {
-  return {{"sample_rate", sample_rate}, {"fft_size", fft_size},     {"hop", hop},
-          {"min_hz", min_hz},           {"max_hz", max_hz},         {"min_dt", min_dt},
-          {"max_dt", max_dt},           {"max_df", max_df},         {"ratio_levels", ratio_levels},
-          {"df_step", df_step},         {"span_step", span_step},   {"band_width", band_width}};
+  return {{"sample_rate", sample_rate}, {"fft_size", fft_size},   {"hop", hop},
+          {"min_hz", min_hz},           {"max_hz", max_hz},       {"min_dt", min_dt},
+          {"max_dt", max_dt},           {"max_df", max_df},       {"ratio_levels", ratio_levels},
+          {"df_step", df_step},         {"span_step", span_step}, {"band_width", band_width}};
 }
 
 nlohmann::json LandmarkParams::to_json() const {
@@ -28,6 +28,8 @@ nlohmann::json LandmarkParams::to_json() const {
   j["short_peaks_per_second"] = short_peaks_per_second;
   j["short_fanout"] = short_fanout;
   j["short_seconds"] = short_seconds;
+  j["sparse_peaks_per_second"] = sparse_peaks_per_second;
+  j["sparse_fanout"] = sparse_fanout;
   return j;
 }
 
@@ -61,6 +63,8 @@ LandmarkParams LandmarkParams::from_json(const nlohmann::json& j) {
   get("short_peaks_per_second", p.short_peaks_per_second);
   get("short_fanout", p.short_fanout);
   get("short_seconds", p.short_seconds);
+  get("sparse_peaks_per_second", p.sparse_peaks_per_second);
+  get("sparse_fanout", p.sparse_fanout);
   p.validate();
   return p;
 }
@@ -76,10 +80,12 @@ void LandmarkParams::validate() const {
   if (peak_time_radius < 1 || peak_time_radius > 100) bad("peak_time_radius must be in [1, 100]");
   if (peak_freq_radius < 1 || peak_freq_radius > 200) bad("peak_freq_radius must be in [1, 200]");
   if (peaks_per_second < 1 || peaks_per_second > 1000) bad("peaks_per_second must be in [1, 1000]");
-  for (int f : {fanout, query_fanout, short_fanout})
+  for (int f : {fanout, query_fanout, short_fanout, sparse_fanout})
     if (f < 2 || f > 16) bad("fanout must be in [2, 16]");
   for (int d : {query_peaks_per_second, short_peaks_per_second})
     if (d < 1 || d > 1000) bad("peaks_per_second must be in [1, 1000]");
+  if (sparse_peaks_per_second < 0 || sparse_peaks_per_second > 1000)
+    bad("sparse_peaks_per_second must be in [0, 1000] (0: no sparse layer)");
   if (!(short_seconds >= 0 && short_seconds <= 3600)) bad("short_seconds must be in [0, 3600]");
   if (min_dt < 1 || max_dt <= min_dt || max_dt > 1000) bad("need 1 <= min_dt < max_dt <= 1000");
   if (!(max_df > 0 && max_df <= 48)) bad("max_df must be in (0, 48] semitones");
@@ -102,11 +108,34 @@ LandmarkParams LandmarkParams::for_query() const {
 
 LandmarkParams LandmarkParams::for_reference(double duration_s, bool short_sound) const {
   LandmarkParams r = *this;
-  if (short_sound || (duration_s > 0 && duration_s < short_seconds)) {
+  if (is_short(duration_s, short_sound)) {
     r.peaks_per_second = short_peaks_per_second;
     r.fanout = short_fanout;
   }
   return r;
+}
+
+namespace {
+LandmarkParams sparse_layer(const LandmarkParams& p) {
+  LandmarkParams s = p;
+  s.peaks_per_second = p.sparse_peaks_per_second;
+  s.fanout = p.sparse_fanout;
+  return s;
+}
+}  // namespace
+
+std::vector<LandmarkParams> LandmarkParams::query_layers() const {
+  std::vector<LandmarkParams> layers{for_query()};
+  if (sparse_peaks_per_second > 0) layers.push_back(sparse_layer(*this));
+  return layers;
+}
+
+std::vector<LandmarkParams> LandmarkParams::reference_layers(double duration_s,
+                                                             bool short_sound) const {
+  std::vector<LandmarkParams> layers{for_reference(duration_s, short_sound)};
+  if (sparse_peaks_per_second > 0 && is_short(duration_s, short_sound))
+    layers.push_back(sparse_layer(*this));
+  return layers;
 }
 
 }  // namespace earmark

@@ -4,9 +4,9 @@
 // settings may differ: queries are extracted denser than references, which costs no index space
 // and lets more of the reference's triplets find a partner under noise.
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 namespace earmark {
 
@@ -33,10 +33,10 @@ struct LandmarkParams {
   float max_df = 16.0f;
 
   // Hash quantisation (shared by index and query).
-  int ratio_levels = 8;       // (t2-t1)/(t3-t1)
-  float df_step = 0.667f;     // semitones, for lf2-lf1 and lf3-lf1
-  float span_step = 0.113f;   // natural log of (t3-t1), i.e. ~12 % per cell
-  float band_width = 4.0f;    // semitones, coarse band of the anchor
+  int ratio_levels = 8;      // (t2-t1)/(t3-t1)
+  float df_step = 0.667f;    // semitones, for lf2-lf1 and lf3-lf1
+  float span_step = 0.113f;  // natural log of (t3-t1), i.e. ~12 % per cell
+  float band_width = 4.0f;   // semitones, coarse band of the anchor
 
   // Density of query extraction, and of short references (sound logos): a short recording gives
   // few landmarks at the normal density, and costs little index space at a higher one.
@@ -46,10 +46,17 @@ struct LandmarkParams {
   int short_fanout = 6;
   double short_seconds = 15.0;
 
+  // Sparse layer: short references and queries are also extracted with only their most
+  // prominent peaks. A sound logo mixed into other audio keeps its strongest peaks but loses its
+  // weak ones, and with them the triplets its dense layer built around them; the sparse layer's
+  // triplets join strong peaks only. 0 turns the layer off.
+  int sparse_peaks_per_second = 15;
+  int sparse_fanout = 5;
+
   // Query-time tolerance (not part of the index identity).
-  float max_tempo_change = 0.06f;   // relative
-  float max_pitch_shift = 2.3f;     // semitones
-  float probe_margin = 0.25f;       // probe the neighbouring cell when this close to its edge
+  float max_tempo_change = 0.06f;  // relative
+  float max_pitch_shift = 2.3f;    // semitones
+  float probe_margin = 0.25f;      // probe the neighbouring cell when this close to its edge
 
   // The settings a query must share with the index it searches.
   nlohmann::json hash_identity() const;
@@ -61,6 +68,12 @@ struct LandmarkParams {
   // The settings to extract a query with, and a reference of this duration / kind.
   LandmarkParams for_query() const;
   LandmarkParams for_reference(double duration_s, bool short_sound) const;
+  bool is_short(double duration_s, bool short_sound) const {
+    return short_sound || (duration_s > 0 && duration_s < short_seconds);
+  }
+  // Every extraction a query / a reference gets: the dense layer first, then the sparse one.
+  std::vector<LandmarkParams> query_layers() const;
+  std::vector<LandmarkParams> reference_layers(double duration_s, bool short_sound) const;
 
   double frame_seconds() const { return double(hop) / sample_rate; }
   // Time of a frame's centre: what every reported time refers to.

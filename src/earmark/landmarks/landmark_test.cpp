@@ -436,6 +436,28 @@ TEST(LandmarkParams, QueryAndShortReferenceDensity) {
   EXPECT_EQ(d.for_reference(-1, false).peaks_per_second, d.peaks_per_second);
 }
 
+TEST(LandmarkParams, SparseLayerForQueriesAndShortReferences) {
+  LandmarkParams d;
+  ASSERT_GT(d.sparse_peaks_per_second, 0);
+  auto q = d.query_layers();
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[0].peaks_per_second, d.query_peaks_per_second);
+  EXPECT_EQ(q[1].peaks_per_second, d.sparse_peaks_per_second);
+  EXPECT_EQ(q[1].fanout, d.sparse_fanout);
+  EXPECT_EQ(d.reference_layers(200.0, false).size(), 1u);
+  EXPECT_EQ(d.reference_layers(200.0, true).size(), 2u);
+  EXPECT_EQ(d.reference_layers(d.short_seconds / 2, false).size(), 2u);
+  // Every layer hashes alike: only density differs.
+  for (const auto& layer : d.reference_layers(3.0, true))
+    EXPECT_EQ(layer.hash_identity(), d.hash_identity());
+  LandmarkParams off = d;
+  off.sparse_peaks_per_second = 0;
+  EXPECT_EQ(off.query_layers().size(), 1u);
+  EXPECT_EQ(off.reference_layers(3.0, true).size(), 1u);
+  off.sparse_peaks_per_second = -1;
+  EXPECT_THROW(off.validate(), Error);
+}
+
 TEST(LandmarkParams, FrameTimeIsTheFrameCentre) {
   const LandmarkParams p;
   EXPECT_DOUBLE_EQ(p.frame_seconds(), 0.01);

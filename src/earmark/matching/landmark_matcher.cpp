@@ -10,9 +10,13 @@ namespace {
 constexpr int kCoarseBin = 64;         // frames: offset histogram bin of the candidate stage
 constexpr size_t kLookupBatch = 8192;  // keys per batched index search
 constexpr double kSpeedStep = 0.01;
-constexpr double kMergeTolerance = 15.0;  // frames between the lines of two merged detections
-constexpr size_t kMinDistinctFrames = 4;  // query anchor frames among a match's inliers
-constexpr int32_t kMinSpanFrames = 10;    // and the query time they span
+constexpr double kMergeTolerance = 15.0;    // frames between the lines of two merged detections
+constexpr size_t kMinDistinctFrames = 4;    // query anchor frames among a match's inliers
+constexpr int32_t kMinSpanFrames = 10;      // and the query time they span
+constexpr int kShortReferenceFrames = 500;  // 5 s
+// Further triplets of one anchor pair share two of their three peaks with the first: they are
+// weaker evidence than a new anchor pair.
+constexpr double kRepeatWeight = 0.25;
 
 uint64_t pack_pair(int32_t tq, uint32_t g) { return (uint64_t(uint32_t(tq)) << 32) | g; }
 int32_t pair_tq(uint64_t p) { return int32_t(uint32_t(p >> 32)); }
@@ -77,7 +81,7 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
                              [](const Hit& h, int32_t t) { return h.tq < t; });
   auto hi =
       std::lower_bound(lo, hits_.end(), end, [](const Hit& h, int32_t t) { return h.tq < t; });
-  if (hi - lo < options_.min_score) return;
+  if (hi - lo < options_.min_inliers) return;
 
   // Candidate stage: histogram of g - tq in coarse bins; tempo drift over a window is a few
   // bins at most, so a candidate gathers its bin and two neighbours on each side.
@@ -104,7 +108,7 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
     int left = r > 0 ? count_at(r - 1, b - 1) : 0;
     int right = count_at(r + 1, b + 1);
     int smooth = left + c + right;
-    if (smooth < options_.min_score) continue;
+    if (smooth < options_.min_inliers) continue;
     // Local maximum of the smoothed histogram (ties resolved towards the lower bin).
     int left_smooth = r > 0 && runs[r - 1].first == b - 1
                           ? runs[r - 1].second + c + (r > 1 ? count_at(r - 2, b - 2) : 0)
@@ -145,7 +149,7 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
 }
 
 bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& out) const {
-  if (int(cand.size()) < options_.min_score) return false;
+  if (int(cand.size()) < options_.min_inliers) return false;
   const double tol = options_.inlier_tolerance;
   const int steps = int(std::floor(params_.max_tempo_change / kSpeedStep + 1e-9));
   double best_speed = 1.0, best_offset = 0.0;
@@ -170,7 +174,7 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
       }
     }
   }
-  if (best_count < options_.min_score) return false;
+  if (best_count < options_.min_inliers) return false;
 
   auto collect = [&](double speed, double offset, std::vector<const Hit*>& in) {
     in.clear();
@@ -230,20 +234,25 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
     for (uint64_t p : pairs) frames.push_back(pair_tq(p));
     std::sort(frames.begin(), frames.end());
     frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
-    if (frames.size() < kMinDistinctFrames || frames.back() - frames.front() < kMinSpanFrames)
+    // A short sound (a logo, a notification) may be a single attack whose evidence all sits
+    // within a few frames; the spread rule is for music.
+    const bool short_ref = span->count < uint32_t(kShortReferenceFrames);
+    if (!short_ref &&
+        (frames.size() < kMinDistinctFrames || frames.back() - frames.front() < kMinSpanFrames))
       return false;
   }
   // Every inlier hit counts: several triplets of one anchor agreeing is evidence too (random
   // coincidences rarely repeat on one anchor pair). Repeats stay, as a sorted multiset, so the
   // union with an overlapping window counts each hit once.
   std::sort(pairs.begin(), pairs.end());
-  if (int(pairs.size()) < options_.min_score) return false;
+  if (int(pairs.size()) < options_.min_inliers) return false;
 
   out.ref = span->ref;
   out.base = span->base;
   out.speed = best_speed;
   out.offset = best_offset - best_speed * centre;
   out.pitch = pitch;
+  out.background = int(cand.size() - pairs.size());
   out.q_first = pair_tq(pairs.front());
   out.q_last = out.q_first;
   out.inliers.clear();
@@ -278,6 +287,7 @@ void LandmarkMatcher::merge(Segment&& seg) {
     s.speed = (s.speed * wa + seg.speed * wb) / (wa + wb);
     s.offset = (s.offset * wa + seg.offset * wb) / (wa + wb);
     s.pitch = (s.pitch * wa + seg.pitch * wb) / (wa + wb);
+    s.background = std::max(s.background, seg.background);
     s.q_first = std::min(s.q_first, seg.q_first);
     s.q_last = std::max(s.q_last, seg.q_last);
     s.inliers.clear();
@@ -295,7 +305,22 @@ std::vector<LandmarkMatch> LandmarkMatcher::matches() const {
   for (const Segment& s : segments_) {
     LandmarkMatch m;
     m.ref = s.ref;
-    m.score = double(s.inliers.size() / 2);
+    m.landmarks = int(s.inliers.size() / 2);
+    m.background = s.background;
+    {
+      std::vector<int32_t> tq;
+      int anchors = 0;
+      for (size_t i = 0; i + 1 < s.inliers.size(); i += 2) {
+        tq.push_back(s.inliers[i]);
+        if (i == 0 || s.inliers[i] != s.inliers[i - 2] || s.inliers[i + 1] != s.inliers[i - 1])
+          ++anchors;
+      }
+      tq.erase(std::unique(tq.begin(), tq.end()), tq.end());
+      m.anchors = anchors;
+      m.frames = int(tq.size());
+    }
+    m.score =
+        m.anchors + kRepeatWeight * (m.landmarks - m.anchors) - std::sqrt(double(m.background));
     m.speed = s.speed;
     m.pitch_shift = s.pitch;
     m.query_start = params_.frame_time(s.q_first);

@@ -17,23 +17,33 @@
 namespace earmark {
 
 struct MatchOptions {
-  int min_score = 10;            // inlier landmarks a match needs
-  int window_frames = 2000;      // analysis window (20 s)
-  int max_candidates = 40;       // per window
+  int min_inliers = 8;       // inlier landmarks a candidate needs to be scored at all
+  int window_frames = 2000;  // analysis window (20 s)
+  int max_candidates = 40;   // per window
   int max_matches_per_window = 4;
   float inlier_tolerance = 2.5f;  // frames
   float pitch_tolerance = 1.0f;   // semitones around the match's pitch shift
 };
 
 struct LandmarkMatch {
-  size_t ref = 0;           // ReferenceTimeline::Span::ref
-  double query_start = 0;   // seconds
+  size_t ref = 0;          // ReferenceTimeline::Span::ref
+  double query_start = 0;  // seconds
   double query_end = 0;
-  double ref_start = 0;     // seconds within the reference
+  double ref_start = 0;  // seconds within the reference
   double ref_end = 0;
-  double score = 0;         // inlier landmarks
-  double speed = 1.0;       // reference seconds per query second
-  double pitch_shift = 0;   // semitones, query relative to reference
+  // Evidence above chance: distinct anchor pairs on the alignment, plus a quarter for each
+  // further triplet of an anchor pair already counted, minus the square root of the hits near the
+  // alignment that do not fit it. Random alignments in dense, repetitive music gather many
+  // inliers too, but only in proportion to that background.
+  double score = 0;
+  double speed = 1.0;      // reference seconds per query second
+  double pitch_shift = 0;  // semitones, query relative to reference
+  // Evidence behind the score: inlier hits, distinct (query anchor, reference anchor) pairs
+  // among them, distinct query frames, and hits near the alignment that did not fit it.
+  int landmarks = 0;
+  int anchors = 0;
+  int frames = 0;
+  int background = 0;
 };
 
 class LandmarkMatcher {
@@ -41,7 +51,8 @@ class LandmarkMatcher {
   LandmarkMatcher(const LandmarkParams& params, const LandmarkIndex& index,
                   const ReferenceTimeline& timeline, const MatchOptions& options = {});
 
-  // Triplets must arrive in non-decreasing anchor frame order (as the extractor emits them).
+  // Triplets arrive in about anchor frame order: several extraction layers may interleave, each
+  // in order and lagging the others by less than half a window.
   void add(const TripletDescriptor& d);
   void finish();
   // Merged segments, best first.
@@ -52,18 +63,19 @@ class LandmarkMatcher {
 
  private:
   struct Hit {
-    int32_t tq;      // query frame
-    uint32_t g;      // global reference frame
-    float dpitch;    // query pitch - reference pitch, semitones
+    int32_t tq;    // query frame
+    uint32_t g;    // global reference frame
+    float dpitch;  // query pitch - reference pitch, semitones
   };
   struct Segment {
     size_t ref;
     uint64_t base;
-    double speed;          // line g = speed * tq + offset
+    double speed;  // line g = speed * tq + offset
     double offset;
     double pitch;
     int32_t q_first, q_last;
     std::vector<int32_t> inliers;  // inlier (tq, g) pairs, flattened, sorted
+    int background = 0;
   };
 
   void flush_lookups();

@@ -122,15 +122,13 @@ int main(int argc, char** argv) {
     TripletQuantizer quantizer(params);
     std::unordered_multimap<uint32_t, int32_t> probes;
     std::vector<uint32_t> keys;
-    for (const LandmarkParams& layer : params.query_layers()) {
-      LandmarkExtractor ex(layer, [&](const TripletDescriptor& d) {
-        keys.clear();
-        quantizer.probe_keys(d, keys);
-        for (uint32_t k : keys) probes.emplace(k, d.frame);
-      });
-      ex.consume(q.data(), q.size());
-      ex.finish();
-    }
+    LayeredExtractor ex(params.query_layers(), [&](const TripletDescriptor& d) {
+      keys.clear();
+      quantizer.probe_keys(d, keys);
+      for (uint32_t k : keys) probes.emplace(k, d.frame);
+    });
+    ex.consume(q.data(), q.size());
+    ex.finish();
 
     const double fs = params.frame_seconds();
     const double ref_start = t["ref_start"], q_start = t["query_start"];

@@ -52,22 +52,22 @@ class AudioDigest {
 class ReferenceConsumer : public AudioConsumer {
  public:
   ReferenceConsumer(const std::vector<LandmarkParams>& layers, std::vector<Landmark>& out)
-      : quantizer_(layers.front()), out_(out) {
-    for (const LandmarkParams& p : layers)
-      extractors_.push_back(
-          std::make_unique<LandmarkExtractor>(p, [this](const TripletDescriptor& d) {
-            out_.push_back(
-                {quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
-          }));
-  }
+      : quantizer_(layers.front()),
+        out_(out),
+        extractor_(layers,
+                   [this](const TripletDescriptor& d) {
+                     out_.push_back({quantizer_.key(d), uint32_t(d.frame),
+                                     TripletQuantizer::pitch_code(d.pitch)});
+                   }),
+        layered_(layers.size() > 1) {}
   void consume(const float* x, size_t n) override {
     digest_.update(x, n);
-    for (auto& e : extractors_) e->consume(x, n);
+    extractor_.consume(x, n);
     samples_ += n;
   }
   void finish() {
-    for (auto& e : extractors_) e->finish();
-    if (extractors_.size() > 1) {
+    extractor_.finish();
+    if (layered_) {
       // Layers share many triplets; one index entry each is enough.
       std::sort(out_.begin(), out_.end(), [](const Landmark& a, const Landmark& b) {
         return a.frame != b.frame ? a.frame < b.frame : a.key < b.key;
@@ -85,7 +85,8 @@ class ReferenceConsumer : public AudioConsumer {
  private:
   TripletQuantizer quantizer_;
   std::vector<Landmark>& out_;
-  std::vector<std::unique_ptr<LandmarkExtractor>> extractors_;
+  LayeredExtractor extractor_;
+  bool layered_;
   AudioDigest digest_;
   size_t samples_ = 0;
 };

@@ -22,27 +22,24 @@ double ms_since(Clock::time_point t0) {
 // be told apart from fingerprinting time in a streaming pipeline.
 class QueryConsumer : public AudioConsumer {
  public:
-  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher) {
-    for (const LandmarkParams& p : layers)
-      extractors_.push_back(std::make_unique<LandmarkExtractor>(
-          p, [&matcher](const TripletDescriptor& d) { matcher.add(d); }));
-  }
+  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher)
+      : extractor_(layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); }) {}
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
-    for (auto& e : extractors_) e->consume(x, n);
+    extractor_.consume(x, n);
     samples_ += n;
     downstream_ms_ += ms_since(t0);
   }
   void finish() {
     auto t0 = Clock::now();
-    for (auto& e : extractors_) e->finish();
+    extractor_.finish();
     downstream_ms_ += ms_since(t0);
   }
   size_t samples() const { return samples_; }
   double downstream_ms() const { return downstream_ms_; }
 
  private:
-  std::vector<std::unique_ptr<LandmarkExtractor>> extractors_;
+  LayeredExtractor extractor_;
   size_t samples_ = 0;
   double downstream_ms_ = 0;
 };

@@ -80,6 +80,20 @@ void LandmarkExtractor::emit_anchor(size_t i) {
   }
 }
 
+LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
+                                   const LandmarkExtractor::TripletSink& sink) {
+  for (const LandmarkParams& p : layers)
+    layers_.push_back(std::make_unique<LandmarkExtractor>(p, sink));
+}
+
+void LayeredExtractor::consume(const float* samples, size_t count) {
+  for (auto& e : layers_) e->consume(samples, count);
+}
+
+void LayeredExtractor::finish() {
+  for (auto& e : layers_) e->finish();
+}
+
 std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,
                                         size_t count) {
   TripletQuantizer quantizer(params);

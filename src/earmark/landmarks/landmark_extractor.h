@@ -42,6 +42,21 @@ class LandmarkExtractor : public AudioConsumer {
   int num_frames_ = 0;
 };
 
+// The layers of one recording (LandmarkParams::query_layers / reference_layers): an extractor per
+// layer over the same audio, all feeding one sink. Each layer's triplets arrive in anchor order;
+// layers interleave.
+class LayeredExtractor : public AudioConsumer {
+ public:
+  LayeredExtractor(const std::vector<LandmarkParams>& layers,
+                   const LandmarkExtractor::TripletSink& sink);
+
+  void consume(const float* samples, size_t count) override;
+  void finish();
+
+ private:
+  std::vector<std::unique_ptr<LandmarkExtractor>> layers_;
+};
+
 // Convenience for indexing: the quantised landmarks of a whole signal in memory.
 std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,
                                         size_t count);

@@ -228,17 +228,14 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
     pairs.push_back(pack_pair(h->tq, h->g));
   }
   // A match needs evidence spread over time: many triplets of one or two query instants are a
-  // coincidence of one chord, not an alignment.
-  {
+  // coincidence of one chord, not an alignment. Not so for a short sound (a logo, a
+  // notification): it may be a single attack whose evidence all sits within a few frames.
+  if (span->count >= uint32_t(kShortReferenceFrames)) {
     std::vector<int32_t> frames;
     for (uint64_t p : pairs) frames.push_back(pair_tq(p));
     std::sort(frames.begin(), frames.end());
     frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
-    // A short sound (a logo, a notification) may be a single attack whose evidence all sits
-    // within a few frames; the spread rule is for music.
-    const bool short_ref = span->count < uint32_t(kShortReferenceFrames);
-    if (!short_ref &&
-        (frames.size() < kMinDistinctFrames || frames.back() - frames.front() < kMinSpanFrames))
+    if (frames.size() < kMinDistinctFrames || frames.back() - frames.front() < kMinSpanFrames)
       return false;
   }
   // Every inlier hit counts: several triplets of one anchor agreeing is evidence too (random
@@ -307,17 +304,11 @@ std::vector<LandmarkMatch> LandmarkMatcher::matches() const {
     m.ref = s.ref;
     m.landmarks = int(s.inliers.size() / 2);
     m.background = s.background;
-    {
-      std::vector<int32_t> tq;
-      int anchors = 0;
-      for (size_t i = 0; i + 1 < s.inliers.size(); i += 2) {
-        tq.push_back(s.inliers[i]);
-        if (i == 0 || s.inliers[i] != s.inliers[i - 2] || s.inliers[i + 1] != s.inliers[i - 1])
-          ++anchors;
-      }
-      tq.erase(std::unique(tq.begin(), tq.end()), tq.end());
-      m.anchors = anchors;
-      m.frames = int(tq.size());
+    // Inliers are sorted (tq, g) pairs: a new frame or pair starts where it differs from the last.
+    for (size_t i = 0; i + 1 < s.inliers.size(); i += 2) {
+      const bool new_frame = i == 0 || s.inliers[i] != s.inliers[i - 2];
+      m.frames += new_frame;
+      m.anchors += new_frame || s.inliers[i + 1] != s.inliers[i - 1];
     }
     m.score =
         m.anchors + kRepeatWeight * (m.landmarks - m.anchors) - std::sqrt(double(m.background));

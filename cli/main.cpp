@@ -203,7 +203,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> scan_inputs, scan_lists;
   std::string format = "json", timing_path;
   int stream = -1, max_matches = 50;
-  double threshold = -1, threshold_trademark = -1;
+  double threshold = -1, threshold_trademark = -1, threshold_template = -1;
+  bool no_templates = false;
   cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
   cmd_scan->add_option("--list", scan_lists, "text file with one query path per line")
       ->allow_extra_args(false);
@@ -214,6 +215,10 @@ int main(int argc, char** argv) {
   cmd_scan->add_option("--threshold", threshold, "minimum score for music and other references");
   cmd_scan->add_option("--threshold-trademark", threshold_trademark,
                        "minimum score for trademark references");
+  cmd_scan->add_option("--threshold-template", threshold_template,
+                       "minimum score of a sound logo's template match");
+  cmd_scan->add_flag("--no-templates", no_templates,
+                     "find sound logos by their landmarks only, not by their templates");
   cmd_scan->add_option("--max-matches", max_matches, "matches reported per file")
       ->check(CLI::Range(1, 10000));
   cmd_scan->add_option("--timing", timing_path, "write per-query timings (JSON) to this file");
@@ -309,6 +314,8 @@ int main(int argc, char** argv) {
       opts.max_matches = max_matches;
       if (threshold >= 0) opts.min_score_music = opts.min_score_other = threshold;
       if (threshold_trademark >= 0) opts.min_score_trademark = threshold_trademark;
+      if (threshold_template >= 0) opts.logo.min_score = threshold_template;
+      opts.logo_templates = !no_templates;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();
       size_t failed = 0;
@@ -405,6 +412,7 @@ int main(int argc, char** argv) {
           {"segment_bytes", s.segment_bytes},
           {"catalogue_bytes", s.catalogue_bytes},
           {"mb_per_hour", hours > 0 ? std::round(s.segment_bytes / hours / 1e4) / 100 : 0.0},
+          {"logo_templates", db->logo_templates().size()},
           {"removed_awaiting_compaction", s.removed_pending},
           {"settings", db->params().to_json()}};
       int rc = 0;

@@ -237,6 +237,25 @@ inline std::vector<float> synth_music(uint64_t seed, double seconds, int rate = 
   return out;
 }
 
+// A one-second notification sound: three bell-like notes whose partials ring on after their
+// attack, so nearly all of its spectral peaks sit at three instants.
+inline std::vector<float> notification_sound(double first_midi = 76.0) {
+  const int rate = 16000;
+  std::vector<float> x(rate, 0.0f);
+  // onset s, MIDI pitch
+  const double notes[3][2] = {{0.0, first_midi}, {0.18, first_midi + 7}, {0.36, first_midi + 12}};
+  for (const auto& note : notes) {
+    const double f0 = 440.0 * std::pow(2.0, (note[1] - 69.0) / 12.0);
+    for (size_t i = size_t(note[0] * rate); i < x.size(); ++i) {
+      const double t = double(i) / rate - note[0];
+      double v = 0;
+      for (int h = 1; h <= 5; ++h) v += std::sin(2 * kPi * f0 * h * 1.003 * t) / h;
+      x[i] += float(0.25 * v * std::exp(-5.0 * t));
+    }
+  }
+  return x;
+}
+
 // Gaussian white noise of the given RMS level.
 inline std::vector<float> white_noise(uint64_t seed, size_t n, double rms) {
   Rng rng(seed ^ 0x9e3779b9u);

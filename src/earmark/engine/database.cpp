@@ -1,16 +1,16 @@
 #include "earmark/engine/database.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
-
-#include <spdlog/spdlog.h>
 
 #include "earmark/common/error.h"
 
@@ -29,8 +29,8 @@ std::string describe_difference(const nlohmann::json& a, const nlohmann::json& b
   for (auto it = a.begin(); it != a.end(); ++it) {
     if (!b.contains(it.key()) || b.at(it.key()) != it.value()) {
       if (!out.empty()) out += ", ";
-      out += it.key() + " (index: " + it.value().dump() + ", requested: " +
-             (b.contains(it.key()) ? b.at(it.key()).dump() : "missing") + ")";
+      out += it.key() + " (index: " + it.value().dump() +
+             ", requested: " + (b.contains(it.key()) ? b.at(it.key()).dump() : "missing") + ")";
     }
   }
   return out;
@@ -91,8 +91,8 @@ std::unique_ptr<Database> Database::open(const std::string& dir, bool create,
     if (params) {
       auto want = params->hash_identity(), have = db->params_.hash_identity();
       if (want != have)
-        throw Error("index " + dir + " was built with other landmark settings: " +
-                    describe_difference(have, want));
+        throw Error("index " + dir +
+                    " was built with other landmark settings: " + describe_difference(have, want));
     }
   }
   if (auto cap = cat.meta("bucket_cap")) db->bucket_cap_ = std::stoul(*cap);
@@ -130,6 +130,20 @@ void Database::load() {
                   " was written with other landmark settings than its catalogue");
     segments_->add(std::move(seg));
   }
+  logos_.clear();
+  logo_refs_.clear();
+  std::map<int64_t, size_t> by_key;
+  for (size_t i = 0; i < references_.size(); ++i) by_key[references_[i].key] = i;
+  for (const auto& [key, blob] : catalogue_->logo_templates()) {
+    auto it = by_key.find(key);
+    if (it == by_key.end()) continue;
+    try {
+      logos_.push_back(LogoTemplate::parse(blob));
+    } catch (const Error& e) {
+      throw Error("index " + dir_ + ": reference " + references_[it->second].id + ": " + e.what());
+    }
+    logo_refs_.push_back(it->second);
+  }
 }
 
 void Database::remove_orphan_segments() {
@@ -157,7 +171,9 @@ size_t Database::add(std::vector<NewReference>& refs) {
   for (const NewReference& r : refs) total += r.landmarks.size();
   entries.reserve(total);
   std::vector<Reference> metas;
+  std::vector<std::string> templates;
   for (NewReference& r : refs) {
+    templates.push_back(r.logo_template);
     r.meta.frame_base = base;
     for (const Landmark& l : r.landmarks) {
       if (l.frame >= r.meta.frame_count) continue;
@@ -171,7 +187,7 @@ size_t Database::add(std::vector<NewReference>& refs) {
   nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
   std::string name = new_segment_name();
   SegmentWriteStats ws = write_segment(segment_path(name), entries, settings, bucket_cap_);
-  catalogue_->commit_add(metas, name, base);
+  catalogue_->commit_add(metas, name, base, templates);
   load();
   return ws.capped_entries;
 }
@@ -199,8 +215,7 @@ void Database::compact() {
   }
   std::vector<std::string> names;
   if (!entries.empty()) {
-    nlohmann::json settings = {{"hash", params_.hash_identity()},
-                               {"landmarks", params_.to_json()}};
+    nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
     std::string name = new_segment_name();
     write_segment(segment_path(name), entries, settings, bucket_cap_);
     names.push_back(name);

@@ -3,7 +3,7 @@
 // segment files, and a lock file that serialises writers. Readers never lock: segments are
 // immutable and the catalogue is read in one consistent snapshot.
 //
-//   <dir>/catalogue.sqlite   references, segment list, settings
+//   <dir>/catalogue.sqlite   references, segment list, settings, sound-logo templates
 //   <dir>/segments/*.emk     landmark segments (see index/segment.h)
 //   <dir>/LOCK               flock()ed by add / remove / compact
 #include <memory>
@@ -13,6 +13,7 @@
 #include "earmark/index/segment.h"
 #include "earmark/landmarks/landmark_params.h"
 #include "earmark/landmarks/triplet.h"
+#include "earmark/matching/logo_template.h"
 #include "earmark/matching/reference_timeline.h"
 #include "earmark/storage/catalogue.h"
 
@@ -21,8 +22,9 @@ namespace earmark {
 constexpr int kIndexFormatVersion = 1;
 
 struct NewReference {
-  Reference meta;                  // frame_base is assigned by add()
+  Reference meta;                   // frame_base is assigned by add()
   std::vector<Landmark> landmarks;  // frames local to the reference
+  std::string logo_template;        // serialised LogoTemplate; empty when it has none
 };
 
 struct DatabaseStats {
@@ -52,6 +54,9 @@ class Database {
   const std::vector<Reference>& references() const { return references_; }
   const ReferenceTimeline& timeline() const { return timeline_; }
   const SegmentSet& index() const { return *segments_; }
+  // Sound-logo templates and, for each, the index of its reference in references().
+  const std::vector<LogoTemplate>& logo_templates() const { return logos_; }
+  const std::vector<size_t>& logo_references() const { return logo_refs_; }
 
   // Writes one segment with all the landmarks and commits the references in one transaction.
   // Returns the number of entries dropped by the bucket cap.
@@ -79,6 +84,8 @@ class Database {
   std::vector<Reference> references_;
   ReferenceTimeline timeline_;
   std::unique_ptr<SegmentSet> segments_;
+  std::vector<LogoTemplate> logos_;
+  std::vector<size_t> logo_refs_;
 };
 
 // Exclusive advisory lock on <dir>/LOCK for the lifetime of the object.

@@ -538,24 +538,6 @@ TEST_F(EngineTest, OtherLandmarkSettingsAreRefused) {
   EXPECT_NO_THROW(Database::open(index_dir(), false, &same));
 }
 
-// A one-second notification sound: three bell-like notes whose partials ring on after their
-// attack, so nearly all of its spectral peaks sit at three instants.
-std::vector<float> notification_sound() {
-  const int rate = 16000;
-  std::vector<float> x(rate, 0.0f);
-  const double notes[3][2] = {{0.0, 76.0}, {0.18, 83.0}, {0.36, 88.0}};  // onset s, MIDI pitch
-  for (const auto& note : notes) {
-    const double f0 = 440.0 * std::pow(2.0, (note[1] - 69.0) / 12.0);
-    for (size_t i = size_t(note[0] * rate); i < x.size(); ++i) {
-      const double t = double(i) / rate - note[0];
-      double v = 0;
-      for (int h = 1; h <= 5; ++h) v += std::sin(2 * M_PI * f0 * h * 1.003 * t) / h;
-      x[i] += float(0.25 * v * std::exp(-5.0 * t));
-    }
-  }
-  return x;
-}
-
 TEST(ShortReference, SoundLogoOverMusicIsFound) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
@@ -599,6 +581,39 @@ TEST(ShortReference, SoundLogoOverMusicIsFound) {
   ScanResult none = scanner.scan(dir / "without.wav");
   ASSERT_TRUE(none.ok) << none.error;
   EXPECT_TRUE(none.matches.empty()) << describe(none);
+}
+
+TEST(ShortReference, SoundLogosKeepATemplateThatLeavesWithThem) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  write_wav(dir / "logo.wav", notification_sound());
+  write_wav(dir / "song.wav", synth_music(3011, 30.0));
+  auto db = Database::open(dir / "index", true);
+  IndexRequest song, mark;
+  song.id = "S1";
+  song.path = dir / "song.wav";
+  mark.id = "L1";
+  mark.path = dir / "logo.wav";
+  mark.content_type = ContentType::kTrademark;
+  ASSERT_EQ(index_files(*db, {song, mark}, IndexOptions()).failed, 0u);
+  ASSERT_EQ(db->logo_templates().size(), 1u) << "only the logo gets a template";
+  EXPECT_EQ(db->references().at(db->logo_references().at(0)).id, "L1");
+  // Reopened from disk, the template is the same.
+  auto again = Database::open(dir / "index", false);
+  ASSERT_EQ(again->logo_templates().size(), 1u);
+  EXPECT_EQ(again->logo_templates()[0].serialise(), db->logo_templates()[0].serialise());
+  // The logo itself is found by its template too; without templates only by its landmarks.
+  ScanResult r = Scanner(*again).scan(dir / "logo.wav");
+  ASSERT_TRUE(r.ok) << r.error;
+  ASSERT_FALSE(r.matches.empty()) << describe(r);
+  EXPECT_EQ(r.matches[0].ref_id, "L1");
+  ScanOptions landmarks_only;
+  landmarks_only.logo_templates = false;
+  for (const ScanMatch& m : Scanner(*again, landmarks_only).scan(dir / "logo.wav").matches)
+    EXPECT_EQ(m.stage, "landmark");
+  again->remove({"L1"});
+  EXPECT_TRUE(again->logo_templates().empty());
+  EXPECT_TRUE(Database::open(dir / "index", false)->logo_templates().empty());
 }
 
 TEST(Database, OpenWithoutIndexFailsClearly) {

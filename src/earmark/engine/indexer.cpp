@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/landmarks/landmark_extractor.h"
+#include "earmark/matching/logo_template.h"
 
 namespace earmark {
 
@@ -47,24 +49,34 @@ class AudioDigest {
   uint64_t a_ = 0xcbf29ce484222325ULL, b_ = 0x84222325cbf29ce4ULL;
 };
 
-// Streams decoded audio into the landmark extractors (one per layer) and the digest: memory
-// stays bounded by the landmarks, whatever the length of the recording.
+// Streams decoded audio into the landmark extractors (one per layer), the digest and, for a short
+// reference, its logo template: memory stays bounded by the landmarks, whatever the length of
+// the recording.
 class ReferenceConsumer : public AudioConsumer {
  public:
   ReferenceConsumer(const std::vector<LandmarkParams>& layers, std::vector<Landmark>& out)
       : quantizer_(layers.front()),
         out_(out),
-        extractor_(layers,
-                   [this](const TripletDescriptor& d) {
-                     out_.push_back({quantizer_.key(d), uint32_t(d.frame),
-                                     TripletQuantizer::pitch_code(d.pitch)});
-                   }),
+        extractor_(
+            layers,
+            [this](const TripletDescriptor& d) {
+              out_.push_back(
+                  {quantizer_.key(d), uint32_t(d.frame), TripletQuantizer::pitch_code(d.pitch)});
+            },
+            [this](int, const float* log_power) {
+              if (logo_) logo_->push_frame(log_power);
+            }),
         layered_(layers.size() > 1) {}
+  // Short references (sound logos) also get a template for dense matching.
+  void build_logo_template(const LandmarkParams& params) {
+    logo_ = std::make_unique<LogoTemplate::Builder>(params);
+  }
   void consume(const float* x, size_t n) override {
     digest_.update(x, n);
     extractor_.consume(x, n);
     samples_ += n;
   }
+  std::optional<LogoTemplate> logo_template() { return logo_ ? logo_->finish() : std::nullopt; }
   void finish() {
     extractor_.finish();
     if (layered_) {
@@ -88,6 +100,7 @@ class ReferenceConsumer : public AudioConsumer {
   LayeredExtractor extractor_;
   bool layered_;
   AudioDigest digest_;
+  std::unique_ptr<LogoTemplate::Builder> logo_;
   size_t samples_ = 0;
 };
 
@@ -110,11 +123,13 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
     opts.normalise = false;
     NewReference ref;
     AudioDecoder decoder(req.path, opts);
-    ReferenceConsumer consumer(params.reference_layers(decoder.info().duration_s,
-                                                       req.content_type == ContentType::kTrademark),
-                               ref.landmarks);
+    const bool trademark = req.content_type == ContentType::kTrademark;
+    const double duration = decoder.info().duration_s;
+    ReferenceConsumer consumer(params.reference_layers(duration, trademark), ref.landmarks);
+    if (params.is_short(duration, trademark)) consumer.build_logo_template(params);
     decoder.run(consumer);
     consumer.finish();
+    if (auto logo = consumer.logo_template()) ref.logo_template = logo->serialise();
     const size_t samples = consumer.samples();
     if (samples < size_t(params.sample_rate) / 4)
       throw Error(req.path + ": too short to fingerprint (" +

@@ -10,7 +10,7 @@
 namespace earmark {
 
 struct IndexRequest {
-  std::string id;     // empty: the file name without extension
+  std::string id;  // empty: the file name without extension
   std::string path;
   std::string title;  // empty: the file name without extension
   ContentType content_type = ContentType::kMusic;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
@@ -22,8 +23,14 @@ double ms_since(Clock::time_point t0) {
 // be told apart from fingerprinting time in a streaming pipeline.
 class QueryConsumer : public AudioConsumer {
  public:
-  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher)
-      : extractor_(layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); }) {}
+  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher,
+                ContrastSpectrogram* contrast)
+      : extractor_(
+            layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); },
+            [contrast](int, const float* log_power) {
+              if (contrast) contrast->push_frame(log_power);
+            }),
+        contrast_(contrast) {}
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
     extractor_.consume(x, n);
@@ -33,6 +40,7 @@ class QueryConsumer : public AudioConsumer {
   void finish() {
     auto t0 = Clock::now();
     extractor_.finish();
+    if (contrast_) contrast_->finish();
     downstream_ms_ += ms_since(t0);
   }
   size_t samples() const { return samples_; }
@@ -40,6 +48,7 @@ class QueryConsumer : public AudioConsumer {
 
  private:
   LayeredExtractor extractor_;
+  ContrastSpectrogram* contrast_;
   size_t samples_ = 0;
   double downstream_ms_ = 0;
 };
@@ -52,6 +61,39 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
   for (double t :
        {options_.min_score_music, options_.min_score_trademark, options_.min_score_other})
     if (!(t >= 0 && t <= 1e6)) throw Error("thresholds must be in [0, 1e6]");
+  if (!(options_.logo.min_score >= 0 && options_.logo.min_score <= 1e6))
+    throw Error("thresholds must be in [0, 1e6]");
+  if (options_.logo_templates)
+    for (const LogoTemplate& t : db_.logo_templates()) logos_.push_back(&t);
+}
+
+void Scanner::add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
+                               std::vector<ScanMatch>& matches) const {
+  const size_t found_by_landmarks = matches.size();
+  for (const LogoDetection& d : logo_matcher.detections()) {
+    const Reference& ref = db_.references().at(db_.logo_references().at(d.logo));
+    ScanMatch s;
+    s.stage = "template";
+    s.ref_id = ref.id;
+    s.title = ref.title;
+    s.content_type = ref.content_type;
+    const double length = d.steps * contrast.step_seconds();
+    s.query_start = contrast.step_time(d.step);
+    s.query_end = s.query_start + length;
+    s.ref_start = contrast.step_time(0);
+    s.ref_end = std::min(ref.duration_s, s.ref_start + length);
+    s.score = d.score;
+    s.correlation = d.correlation;
+    // The landmark stage's view of the same occurrence carries speed and pitch: keep it.
+    bool seen = false;
+    for (size_t i = 0; i < found_by_landmarks; ++i) {
+      const ScanMatch& m = matches[i];
+      if (m.ref_id == s.ref_id &&
+          std::min(m.query_end, s.query_end) > std::max(m.query_start, s.query_start))
+        seen = true;
+    }
+    if (!seen) matches.push_back(s);
+  }
 }
 
 ScanResult Scanner::scan(const std::string& path) const {
@@ -65,11 +107,20 @@ ScanResult Scanner::scan(const std::string& path) const {
     opts.normalise = false;  // as for references: see indexer.cpp
     AudioDecoder decoder(path, opts);
     LandmarkMatcher matcher(query_params_, db_.index(), db_.timeline(), options_.match);
-    QueryConsumer consumer(db_.params().query_layers(), matcher);
+    std::unique_ptr<ContrastSpectrogram> contrast;
+    std::unique_ptr<LogoMatcher> logo_matcher;
+    if (!logos_.empty()) {
+      contrast = std::make_unique<ContrastSpectrogram>(
+          db_.params(),
+          [&logo_matcher](int, const float*, const float* c) { logo_matcher->push_step(c); });
+      logo_matcher = std::make_unique<LogoMatcher>(logos_, contrast->num_bands(), options_.logo);
+    }
+    QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get());
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
     matcher.finish();
+    if (logo_matcher) logo_matcher->finish();
     double match_ms = ms_since(tm);
     result.duration_s = double(consumer.samples()) / query_params_.sample_rate;
     result.lookups = matcher.lookups();
@@ -98,8 +149,12 @@ ScanResult Scanner::scan(const std::string& path) const {
       s.background = m.background;
       s.pitch_factor = std::pow(2.0, m.pitch_shift / 12.0);
       result.matches.push_back(s);
-      if (int(result.matches.size()) >= options_.max_matches) break;
     }
+    if (logo_matcher) add_logo_matches(*logo_matcher, *contrast, result.matches);
+    std::stable_sort(result.matches.begin(), result.matches.end(),
+                     [](const ScanMatch& a, const ScanMatch& b) { return a.score > b.score; });
+    if (int(result.matches.size()) > options_.max_matches)
+      result.matches.resize(options_.max_matches);
     result.total_ms = ms_since(t0);
     result.decode_ms = std::max(0.0, result.total_ms - consumer.downstream_ms() - match_ms);
     result.ok = true;
@@ -124,11 +179,12 @@ nlohmann::json to_json(const ScanMatch& m) {
           {"speed", std::round(m.speed * 10000.0) / 10000.0},
           {"pitch", std::round(m.pitch_factor * 10000.0) / 10000.0},
           {"pitch_semitones", std::round(m.pitch_semitones * 100.0) / 100.0},
-          {"evidence",
-           {{"landmarks", m.landmarks},
-            {"anchors", m.anchors},
-            {"frames", m.frames},
-            {"background", m.background}}}};
+          {"stage", m.stage},
+          {"evidence", m.stage == "template" ? nlohmann::json{{"correlation", r3(m.correlation)}}
+                                             : nlohmann::json{{"landmarks", m.landmarks},
+                                                              {"anchors", m.anchors},
+                                                              {"frames", m.frames},
+                                                              {"background", m.background}}}};
 }
 
 nlohmann::json to_json(const ScanResult& r) {

@@ -1,12 +1,14 @@
 #pragma once
 // Finds catalogued references inside a query recording: streams it through the decoder, the
-// landmark extractor (query density) and the matcher, and reports every segment that matches.
+// landmark extractor (query density) and the matcher, and, when the catalogue holds sound logos,
+// through their dense template matcher too; reports every segment that matches, best first.
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "earmark/engine/database.h"
 #include "earmark/matching/landmark_matcher.h"
+#include "earmark/matching/logo_matcher.h"
 
 namespace earmark {
 
@@ -20,6 +22,10 @@ struct ScanOptions {
   double min_score_other = 5.5;
   int max_matches = 50;
   MatchOptions match;
+  // Dense template matching of the catalogue's sound logos (references with a template); its
+  // min_score is the trademark threshold of that stage.
+  bool logo_templates = true;
+  LogoMatchOptions logo;
 };
 
 struct ScanMatch {
@@ -32,7 +38,12 @@ struct ScanMatch {
   double speed = 1.0;         // reference seconds per query second
   double pitch_factor = 1.0;  // query frequency / reference frequency
   double pitch_semitones = 0.0;
+  // Which stage found it: "landmark" (hash votes; the fields below are its evidence) or
+  // "template" (a sound logo's dense template; `correlation` is its evidence, and speed and
+  // pitch are 1 as the template is matched as recorded).
+  std::string stage = "landmark";
   int landmarks = 0, anchors = 0, frames = 0, background = 0;  // see LandmarkMatch
+  double correlation = 0;                                      // see LogoDetection
 };
 
 struct ScanResult {
@@ -53,9 +64,12 @@ class Scanner {
   ScanResult scan(const std::string& path) const;
 
  private:
+  void add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
+                        std::vector<ScanMatch>& matches) const;
   const Database& db_;
   ScanOptions options_;
   LandmarkParams query_params_;
+  std::vector<const LogoTemplate*> logos_;
 };
 
 nlohmann::json to_json(const ScanMatch& m);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "earmark/common/bytes.h"
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 
 namespace earmark {
@@ -11,30 +13,6 @@ namespace {
 
 constexpr char kMagic[8] = {'E', 'M', 'K', 'S', 'E', 'G', '\0', '\1'};
 constexpr size_t kHeaderBytes = 48;
-
-uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
-  const unsigned char* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-constexpr uint64_t kFnvSeed = 0xcbf29ce484222325ULL;
-
-template <typename T>
-void put(std::vector<unsigned char>& b, T v) {
-  unsigned char tmp[sizeof(T)];
-  std::memcpy(tmp, &v, sizeof(T));
-  b.insert(b.end(), tmp, tmp + sizeof(T));
-}
-
-template <typename T>
-T get(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
 
 uint32_t directory_bits_for(size_t entries) {
   // About 16 entries per directory slot, between 2^8 and 2^22 slots.
@@ -133,11 +111,11 @@ Segment::Segment(const std::string& path) : file_(std::make_unique<MappedFile>(p
   const uint64_t dir_entries = (uint64_t(1) << dir_bits_) + 1;
   const uint64_t expected = kHeaderBytes + uint64_t(json_bytes) + dir_entries * 4 + n * 9;
   if (n > 0xffffffffULL || expected != size)
-    bad("size " + std::to_string(size) + " does not match its header (" +
-        std::to_string(expected) + "): truncated or damaged");
+    bad("size " + std::to_string(size) + " does not match its header (" + std::to_string(expected) +
+        "): truncated or damaged");
   try {
-    settings_ = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(p) + kHeaderBytes,
-                                                  json_bytes));
+    settings_ = nlohmann::json::parse(
+        std::string(reinterpret_cast<const char*>(p) + kHeaderBytes, json_bytes));
   } catch (const std::exception&) {
     bad("unreadable settings");
   }

@@ -3,32 +3,39 @@
 #include <algorithm>
 #include <cmath>
 
+#include "earmark/common/error.h"
+
 namespace earmark {
 
 namespace {
 constexpr float kSamePitch = 0.5f;  // semitones
 }  // namespace
 
-LandmarkExtractor::LandmarkExtractor(const LandmarkParams& params, TripletSink sink)
+LandmarkExtractor::LandmarkExtractor(const LandmarkParams& params, TripletSink sink,
+                                     bool own_spectrogram)
     : params_(params), sink_(std::move(sink)) {
   params_.validate();
-  // The spectrogram needs to know its bin range before the picker can be built; build it with
-  // a forwarding sink, then the picker.
-  spectrogram_ = std::make_unique<LandmarkSpectrogram>(params_, [this](int frame, const float* v) {
-    num_frames_ = frame + 1;
-    picker_->push_frame(frame, v);
-  });
+  const auto range = LandmarkSpectrogram::bin_range(params_);
   picker_ = std::make_unique<PeakPicker>(
-      params_, spectrogram_->first_bin(), spectrogram_->num_bins(),
+      params_, range.first, range.count,
       [this](const std::vector<SpectralPeak>& p, int watermark) { on_peaks(p, watermark); });
+  if (own_spectrogram)
+    spectrogram_ = std::make_unique<LandmarkSpectrogram>(
+        params_, [this](int frame, const float* v) { push_frame(frame, v); });
 }
 
 void LandmarkExtractor::consume(const float* samples, size_t count) {
+  if (!spectrogram_) throw Error("landmark extractor is fed frames, not samples");
   spectrogram_->push(samples, count);
 }
 
+void LandmarkExtractor::push_frame(int frame, const float* log_power) {
+  num_frames_ = frame + 1;
+  picker_->push_frame(frame, log_power);
+}
+
 void LandmarkExtractor::finish() {
-  spectrogram_->finish();
+  if (spectrogram_) spectrogram_->finish();
   picker_->finish();
   while (!peaks_.empty()) {
     emit_anchor(0);
@@ -81,16 +88,29 @@ void LandmarkExtractor::emit_anchor(size_t i) {
 }
 
 LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
-                                   const LandmarkExtractor::TripletSink& sink) {
-  for (const LandmarkParams& p : layers)
-    layers_.push_back(std::make_unique<LandmarkExtractor>(p, sink));
+                                   const LandmarkExtractor::TripletSink& sink, FrameTap tap)
+    : tap_(std::move(tap)) {
+  if (layers.empty()) throw Error("no landmark layer to extract");
+  const nlohmann::json geometry = layers.front().hash_identity();
+  for (const LandmarkParams& p : layers) {
+    if (p.hash_identity() != geometry)
+      throw Error("landmark layers must share their spectrogram and hash settings");
+    layers_.push_back(std::make_unique<LandmarkExtractor>(p, sink, false));
+  }
+  spectrogram_ = std::make_unique<LandmarkSpectrogram>(layers.front(),
+                                                       [this](int frame, const float* log_power) {
+                                                         for (auto& e : layers_)
+                                                           e->push_frame(frame, log_power);
+                                                         if (tap_) tap_(frame, log_power);
+                                                       });
 }
 
 void LayeredExtractor::consume(const float* samples, size_t count) {
-  for (auto& e : layers_) e->consume(samples, count);
+  spectrogram_->push(samples, count);
 }
 
 void LayeredExtractor::finish() {
+  spectrogram_->finish();
   for (auto& e : layers_) e->finish();
 }
 

@@ -19,10 +19,13 @@ class LandmarkExtractor : public AudioConsumer {
  public:
   using TripletSink = std::function<void(const TripletDescriptor&)>;
 
-  LandmarkExtractor(const LandmarkParams& params, TripletSink sink);
+  // With own_spectrogram false, the extractor is fed spectrogram frames (push_frame) by a
+  // LandmarkSpectrogram of the same geometry that it shares with others.
+  LandmarkExtractor(const LandmarkParams& params, TripletSink sink, bool own_spectrogram = true);
 
   void consume(const float* samples, size_t count) override;
-  // Flushes the tail; call once after the last samples.
+  void push_frame(int frame, const float* log_power);
+  // Flushes the tail; call once after the last samples (or frames).
   void finish();
 
   size_t num_peaks() const { return num_peaks_; }
@@ -42,19 +45,24 @@ class LandmarkExtractor : public AudioConsumer {
   int num_frames_ = 0;
 };
 
-// The layers of one recording (LandmarkParams::query_layers / reference_layers): an extractor per
-// layer over the same audio, all feeding one sink. Each layer's triplets arrive in anchor order;
-// layers interleave.
+// The layers of one recording (LandmarkParams::query_layers / reference_layers): one spectrogram
+// (the layers differ in density, not in geometry) feeding an extractor per layer, all feeding one
+// sink. Each layer's triplets arrive in anchor order; layers interleave. Other stages that work
+// on the same spectrogram (sound-logo templates) can tap its frames instead of computing it again.
 class LayeredExtractor : public AudioConsumer {
  public:
+  using FrameTap = LandmarkSpectrogram::FrameSink;
+
   LayeredExtractor(const std::vector<LandmarkParams>& layers,
-                   const LandmarkExtractor::TripletSink& sink);
+                   const LandmarkExtractor::TripletSink& sink, FrameTap tap = nullptr);
 
   void consume(const float* samples, size_t count) override;
   void finish();
 
  private:
   std::vector<std::unique_ptr<LandmarkExtractor>> layers_;
+  FrameTap tap_;
+  std::unique_ptr<LandmarkSpectrogram> spectrogram_;
 };
 
 // Convenience for indexing: the quantised landmarks of a whole signal in memory.

@@ -10,11 +10,20 @@ LandmarkSpectrogram::LandmarkSpectrogram(const LandmarkParams& params, FrameSink
   window_ = make_window(WindowType::kHann, params.fft_size);
   windowed_.resize(params.fft_size);
   power_.resize(stft_.num_bins());
-  const double bin_hz = double(params.sample_rate) / params.fft_size;
-  first_bin_ = std::max(1, int(std::floor(params.min_hz / bin_hz)));
-  int last_bin = std::min(int(stft_.num_bins()) - 2, int(std::ceil(params.max_hz / bin_hz)));
-  num_bins_ = std::max(1, last_bin - first_bin_ + 1);
+  const BinRange range = bin_range(params);
+  first_bin_ = range.first;
+  num_bins_ = range.count;
   log_power_.resize(num_bins_);
+}
+
+LandmarkSpectrogram::BinRange LandmarkSpectrogram::bin_range(const LandmarkParams& params) {
+  const double bin_hz = double(params.sample_rate) / params.fft_size;
+  const int bins = params.fft_size / 2 + 1;
+  BinRange r;
+  r.first = std::max(1, int(std::floor(params.min_hz / bin_hz)));
+  const int last = std::min(bins - 2, int(std::ceil(params.max_hz / bin_hz)));
+  r.count = std::max(1, last - r.first + 1);
+  return r;
 }
 
 void LandmarkSpectrogram::emit_frame(const float* frame_start) {

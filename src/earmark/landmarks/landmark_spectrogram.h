@@ -17,6 +17,12 @@ class LandmarkSpectrogram {
 
   LandmarkSpectrogram(const LandmarkParams& params, FrameSink sink);
 
+  // First bin and number of bins of the analysed band, for these settings.
+  struct BinRange {
+    int first = 0, count = 0;
+  };
+  static BinRange bin_range(const LandmarkParams& params);
+
   int first_bin() const { return first_bin_; }
   int num_bins() const { return num_bins_; }
 

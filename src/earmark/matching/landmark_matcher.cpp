@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace earmark {
 
@@ -85,17 +86,29 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
 
   // Candidate stage: histogram of g - tq in coarse bins; tempo drift over a window is a few
   // bins at most, so a candidate gathers its bin and two neighbours on each side.
-  std::vector<std::pair<int64_t, uint32_t>> coarse;  // (bin, hit index)
+  // (bin, hit) packed in one integer, bin above the hit's index in the window: sorting plain
+  // integers is about twice as fast as sorting pairs, and this sort is a hot spot of a query.
+  constexpr int kIndexBits = 24;
+  if (hi - lo >= (int64_t(1) << kIndexBits)) hi = lo + ((int64_t(1) << kIndexBits) - 1);
+  int64_t min_bin = INT64_MAX;
+  for (auto it = lo; it != hi; ++it)
+    min_bin = std::min(min_bin, floor_div(int64_t(it->g) - it->tq, kCoarseBin));
+  auto pack = [&](int64_t bin, uint64_t index) {
+    return (uint64_t(bin - min_bin + 2) << kIndexBits) | index;
+  };
+  auto bin_of = [&](uint64_t key) { return int64_t(key >> kIndexBits) + min_bin - 2; };
+  auto hit_of = [&](uint64_t key) { return lo[key & ((uint64_t(1) << kIndexBits) - 1)]; };
+  std::vector<uint64_t> coarse;
   coarse.reserve(hi - lo);
   for (auto it = lo; it != hi; ++it)
-    coarse.push_back(
-        {floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint32_t(it - hits_.begin())});
+    coarse.push_back(pack(floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint64_t(it - lo)));
   std::sort(coarse.begin(), coarse.end());
   std::vector<std::pair<int64_t, int>> runs;  // (bin, count)
   for (size_t i = 0; i < coarse.size();) {
     size_t j = i;
-    while (j < coarse.size() && coarse[j].first == coarse[i].first) ++j;
-    runs.push_back({coarse[i].first, int(j - i)});
+    const int64_t bin = bin_of(coarse[i]);
+    while (j < coarse.size() && bin_of(coarse[j]) == bin) ++j;
+    runs.push_back({bin, int(j - i)});
     i = j;
   }
   auto count_at = [&](size_t r, int64_t bin) {
@@ -128,10 +141,10 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
   std::vector<Segment> found;
   for (const auto& [count, bin] : candidates) {
     if (accepted >= options_.max_matches_per_window) break;
-    auto first = std::lower_bound(coarse.begin(), coarse.end(), std::make_pair(bin - 2, 0u));
-    auto last = std::lower_bound(coarse.begin(), coarse.end(), std::make_pair(bin + 3, 0u));
+    auto first = std::lower_bound(coarse.begin(), coarse.end(), pack(bin - 2, 0));
+    auto last = std::lower_bound(coarse.begin(), coarse.end(), pack(bin + 3, 0));
     cand.clear();
-    for (auto it = first; it != last; ++it) cand.push_back(hits_[it->second]);
+    for (auto it = first; it != last; ++it) cand.push_back(hit_of(*it));
     Segment seg;
     if (!confirm(cand, centre, seg)) continue;
     bool duplicate = false;

@@ -12,8 +12,7 @@ namespace {
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& sql, const std::string& path) : db_(db), path_(path) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
-      fail("prepare");
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) fail("prepare");
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement& bind(int i, const std::string& v) {
@@ -26,6 +25,10 @@ class Statement {
   }
   Statement& bind(int i, double v) {
     sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Statement& bind_blob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
   bool step() {
@@ -41,6 +44,11 @@ class Statement {
   }
   int64_t integer(int c) const { return sqlite3_column_int64(stmt_, c); }
   double real(int c) const { return sqlite3_column_double(stmt_, c); }
+  std::string blob(int c) const {
+    const void* p = sqlite3_column_blob(stmt_, c);
+    return p ? std::string(static_cast<const char*>(p), size_t(sqlite3_column_bytes(stmt_, c)))
+             : std::string();
+  }
 
  private:
   [[noreturn]] void fail(const char* what) {
@@ -114,7 +122,9 @@ Catalogue::Catalogue(const std::string& path) : path_(path) {
         "CREATE INDEX IF NOT EXISTS refs_hash ON refs(content_hash);"
         "CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY);"
         "CREATE TABLE IF NOT EXISTS removed (frame_base INTEGER PRIMARY KEY,"
-        " frame_count INTEGER NOT NULL);");
+        " frame_count INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS logo_templates (ref_key INTEGER PRIMARY KEY,"
+        " data BLOB NOT NULL);");
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -186,16 +196,26 @@ std::vector<FrameRange> Catalogue::removed_ranges() const {
   return out;
 }
 
+std::vector<std::pair<int64_t, std::string>> Catalogue::logo_templates() const {
+  Statement s(db_, "SELECT ref_key, data FROM logo_templates ORDER BY ref_key", path_);
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (s.step()) out.emplace_back(s.integer(0), s.blob(1));
+  return out;
+}
+
 uint64_t Catalogue::next_frame_base() const {
   auto v = meta("next_frame_base");
   return v ? std::stoull(*v) : 0;
 }
 
 void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string& segment,
-                           uint64_t next_frame_base) {
+                           uint64_t next_frame_base, const std::vector<std::string>& templates) {
+  if (!templates.empty() && templates.size() != refs.size())
+    throw Error("catalogue " + path_ + ": one logo template slot per reference expected");
   exec("BEGIN IMMEDIATE");
   try {
-    for (const Reference& r : refs) {
+    for (size_t i = 0; i < refs.size(); ++i) {
+      const Reference& r = refs[i];
       Statement s(db_,
                   "INSERT INTO refs(id, title, content_type, source_path, duration_s, "
                   "content_hash, added_at, metadata, frame_base, frame_count) VALUES "
@@ -205,6 +225,10 @@ void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string
       s.bind(5, r.duration_s).bind(6, r.content_hash).bind(7, r.added_at);
       s.bind(8, r.metadata.dump()).bind(9, int64_t(r.frame_base)).bind(10, int64_t(r.frame_count));
       s.step();
+      if (!templates.empty() && !templates[i].empty()) {
+        Statement t(db_, "INSERT INTO logo_templates(ref_key, data) VALUES (?, ?)", path_);
+        t.bind(1, int64_t(sqlite3_last_insert_rowid(db_))).bind_blob(2, templates[i]).step();
+      }
     }
     if (!segment.empty()) {
       Statement s(db_, "INSERT INTO segments(name) VALUES (?)", path_);
@@ -232,6 +256,8 @@ std::vector<Reference> Catalogue::commit_remove(const std::vector<std::string>& 
       t.bind(1, int64_t(r->frame_base)).bind(2, int64_t(r->frame_count)).step();
       Statement d(db_, "DELETE FROM refs WHERE key = ?", path_);
       d.bind(1, r->key).step();
+      Statement l(db_, "DELETE FROM logo_templates WHERE ref_key = ?", path_);
+      l.bind(1, r->key).step();
       removed.push_back(*r);
     }
     exec("COMMIT");

@@ -4,12 +4,11 @@
 // change: segment files are written (atomically) first and only become part of the index when
 // the transaction that names them commits.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 struct sqlite3;
 
@@ -21,8 +20,8 @@ std::string to_string(ContentType type);
 ContentType parse_content_type(const std::string& text);
 
 struct Reference {
-  int64_t key = 0;           // internal row id
-  std::string id;            // the caller's id, kept as given
+  int64_t key = 0;  // internal row id
+  std::string id;   // the caller's id, kept as given
   std::string title;
   ContentType content_type = ContentType::kMusic;
   std::string source_path;
@@ -30,7 +29,7 @@ struct Reference {
   std::string content_hash;  // of the decoded audio
   int64_t added_at = 0;      // unix seconds
   nlohmann::json metadata = nlohmann::json::object();
-  uint64_t frame_base = 0;   // where the reference starts on the landmark global timeline
+  uint64_t frame_base = 0;  // where the reference starts on the landmark global timeline
   uint32_t frame_count = 0;
 };
 
@@ -57,11 +56,14 @@ class Catalogue {
   std::vector<std::string> segments() const;
   std::vector<FrameRange> removed_ranges() const;
   uint64_t next_frame_base() const;
+  // (reference key, serialised LogoTemplate) of every reference that has a sound-logo template.
+  std::vector<std::pair<int64_t, std::string>> logo_templates() const;
 
-  // In one transaction: insert the references, register the segment holding their landmarks
+  // In one transaction: insert the references and their logo templates (empty: none, else one
+  // blob per reference, empty for those without), register the segment holding their landmarks
   // and advance the global timeline.
   void commit_add(const std::vector<Reference>& refs, const std::string& segment,
-                  uint64_t next_frame_base);
+                  uint64_t next_frame_base, const std::vector<std::string>& templates = {});
   // Deletes the rows and records their frame ranges as removed until the next compaction.
   std::vector<Reference> commit_remove(const std::vector<std::string>& ids);
   // Swaps the segment list and forgets the removed ranges, in one transaction.

@@ -237,22 +237,26 @@ inline std::vector<float> synth_music(uint64_t seed, double seconds, int rate = 
   return out;
 }
 
+// Adds a bell-like note from `onset_s` to the end of x: five harmonics, slightly stretched, whose
+// partials ring on after the attack and decay at `decay` per second.
+inline void add_bell_note(std::vector<float>& x, double onset_s, double midi, double amplitude,
+                          double decay, int rate = kRate) {
+  const double f0 = 440.0 * std::pow(2.0, (midi - 69.0) / 12.0);
+  for (size_t i = size_t(onset_s * rate); i < x.size(); ++i) {
+    const double t = double(i) / rate - onset_s;
+    double v = 0;
+    for (int h = 1; h <= 5; ++h) v += std::sin(2 * kPi * f0 * h * 1.003 * t) / h;
+    x[i] += float(amplitude * v * std::exp(-decay * t));
+  }
+}
+
 // A one-second notification sound: three bell-like notes whose partials ring on after their
 // attack, so nearly all of its spectral peaks sit at three instants.
 inline std::vector<float> notification_sound(double first_midi = 76.0) {
-  const int rate = 16000;
-  std::vector<float> x(rate, 0.0f);
-  // onset s, MIDI pitch
-  const double notes[3][2] = {{0.0, first_midi}, {0.18, first_midi + 7}, {0.36, first_midi + 12}};
-  for (const auto& note : notes) {
-    const double f0 = 440.0 * std::pow(2.0, (note[1] - 69.0) / 12.0);
-    for (size_t i = size_t(note[0] * rate); i < x.size(); ++i) {
-      const double t = double(i) / rate - note[0];
-      double v = 0;
-      for (int h = 1; h <= 5; ++h) v += std::sin(2 * kPi * f0 * h * 1.003 * t) / h;
-      x[i] += float(0.25 * v * std::exp(-5.0 * t));
-    }
-  }
+  std::vector<float> x(kRate, 0.0f);
+  add_bell_note(x, 0.0, first_midi, 0.25, 5.0);
+  add_bell_note(x, 0.18, first_midi + 7, 0.25, 5.0);
+  add_bell_note(x, 0.36, first_midi + 12, 0.25, 5.0);
   return x;
 }
 

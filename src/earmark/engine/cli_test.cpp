@@ -44,6 +44,15 @@ json parse_or_null(const std::string& text) {
   return j.is_discarded() ? json() : j;
 }
 
+// Every line of a jsonl output, parsed (null where a line is not JSON).
+std::vector<json> jsonl_rows(const std::string& out) {
+  std::istringstream lines(out);
+  std::string line;
+  std::vector<json> rows;
+  while (std::getline(lines, line)) rows.push_back(parse_or_null(line));
+  return rows;
+}
+
 std::string show(const CommandResult& r) {
   return "exit " + std::to_string(r.status) + "\n--- stdout:\n" + r.out + "\n--- stderr:\n" + r.err;
 }
@@ -374,11 +383,7 @@ TEST_F(CliTest, ScanJsonl) {
   const std::string qb = excerpt("other-3", 303, 12.0, 3.0);
   CommandResult r = on(index(), "scan --format jsonl " + q(qa) + " " + q(qb));
   ASSERT_EQ(r.status, 0) << show(r);
-  std::istringstream lines(r.out);
-  std::string line;
-  std::vector<json> rows;
-  while (std::getline(lines, line))
-    if (!line.empty()) rows.push_back(parse_or_null(line));
+  const std::vector<json> rows = jsonl_rows(r.out);
   ASSERT_EQ(rows.size(), 2u) << show(r);
   for (const json& row : rows) {
     ASSERT_TRUE(row.is_object()) << show(r);
@@ -426,13 +431,9 @@ TEST_F(CliTest, ScanFolderAndList) {
   write_file(path("qdir/queries.txt"), "# queries\nsub/b.wav\n\na.wav\n");
   CommandResult l = on(index(), "scan --format jsonl --list " + q(path("qdir/queries.txt")));
   ASSERT_EQ(l.status, 0) << show(l);
-  std::istringstream lines(l.out);
-  std::string line;
   std::vector<std::string> refs;
-  while (std::getline(lines, line)) {
-    json row = parse_or_null(line);
+  for (json& row : jsonl_rows(l.out))
     if (row.is_object() && !row["matches"].empty()) refs.push_back(row["matches"][0]["ref"]);
-  }
   EXPECT_EQ(refs, (std::vector<std::string>{"D0043", "gamma"})) << show(l);
 }
 
@@ -478,12 +479,9 @@ TEST_F(CliTest, ScanBatchWithBadFiles) {
   // jsonl: one line per query as well, the good one included.
   CommandResult l = on(index(), "scan --format jsonl " + q(missing) + " " + q(good));
   EXPECT_NE(l.status, 0);
-  std::istringstream lines(l.out);
-  std::string line;
   int n = 0, with_error = 0;
-  while (std::getline(lines, line)) {
-    json row = parse_or_null(line);
-    ASSERT_TRUE(row.is_object()) << line;
+  for (const json& row : jsonl_rows(l.out)) {
+    ASSERT_TRUE(row.is_object()) << show(l);
     ++n;
     with_error += row.contains("error");
   }
@@ -601,13 +599,9 @@ TEST_F(CliTest, ListOptionBeforeInputs) {
   CommandResult r =
       on(index(), "scan --format jsonl --list " + q(path("scratch/one-query.txt")) + " " + q(qb));
   EXPECT_EQ(r.status, 0) << show(r);
-  std::istringstream lines(r.out);
-  std::string line;
   std::vector<std::string> queries;
-  while (std::getline(lines, line)) {
-    json row = parse_or_null(line);
+  for (const json& row : jsonl_rows(r.out))
     if (row.is_object()) queries.push_back(row.value("query", ""));
-  }
   EXPECT_EQ(queries, (std::vector<std::string>{qa, qb})) << show(r);
 }
 

@@ -99,6 +99,17 @@ class EngineTest : public ::testing::Test {
     return path;
   }
 
+  // Runs rubberband with `options` over a query WAV; returns the output's path, or "" on failure.
+  static std::string rubberband(const std::string& name, const std::vector<float>& x,
+                                const std::string& options) {
+    const std::string src = write_query(name + "-src", x);
+    const std::string out = *dir_ / ("queries/" + name + ".wav");
+    if (run_status("rubberband -q " + options + " " + shell_quote(src) + " " + shell_quote(out) +
+                   " >/dev/null 2>&1") != 0)
+      return "";
+    return out;
+  }
+
   static ScanResult scan(const std::string& dir, const std::string& path) {
     auto db = Database::open(dir, false);
     Scanner scanner(*db);
@@ -308,11 +319,8 @@ TEST_F(EngineTest, FindsTwoExcerptsAmongNoise) {
 TEST_F(EngineTest, FindsTempoChangedExcerpt) {
   if (!have_tool("rubberband")) GTEST_SKIP() << "rubberband not installed";
   const double start = 8.0;
-  const std::string src = write_query("tempo-src-T002", slice(track(2), start, 10.0));
-  const std::string out = *dir_ / "queries/tempo-T002.wav";
-  ASSERT_EQ(run_status("rubberband -q -t 0.952381 " + shell_quote(src) + " " + shell_quote(out) +
-                       " >/dev/null 2>&1"),
-            0);
+  const std::string out = rubberband("tempo-T002", slice(track(2), start, 10.0), "-t 0.952381");
+  ASSERT_FALSE(out.empty()) << "rubberband failed";
   ScanResult r = scan(out);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_NEAR(r.duration_s, 10.0 / 1.05, 0.1);
@@ -329,11 +337,8 @@ TEST_F(EngineTest, FindsTempoChangedExcerpt) {
 TEST_F(EngineTest, FindsPitchShiftedExcerpt) {
   if (!have_tool("rubberband")) GTEST_SKIP() << "rubberband not installed";
   const double start = 15.0;
-  const std::string src = write_query("pitch-src-T005", slice(track(5), start, 10.0));
-  const std::string out = *dir_ / "queries/pitch-T005.wav";
-  ASSERT_EQ(run_status("rubberband -q -p 2 " + shell_quote(src) + " " + shell_quote(out) +
-                       " >/dev/null 2>&1"),
-            0);
+  const std::string out = rubberband("pitch-T005", slice(track(5), start, 10.0), "-p 2");
+  ASSERT_FALSE(out.empty()) << "rubberband failed";
   ScanResult r = scan(out);
   ASSERT_TRUE(r.ok) << r.error;
   ASSERT_FALSE(r.matches.empty()) << describe(r);

@@ -58,11 +58,9 @@ class QueryConsumer : public AudioConsumer {
 Scanner::Scanner(const Database& db, const ScanOptions& options)
     : db_(db), options_(options), query_params_(db.params().for_query()) {
   if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
-  for (double t :
-       {options_.min_score_music, options_.min_score_trademark, options_.min_score_other})
+  for (double t : {options_.min_score_music, options_.min_score_trademark, options_.min_score_other,
+                   options_.logo.min_score})
     if (!(t >= 0 && t <= 1e6)) throw Error("thresholds must be in [0, 1e6]");
-  if (!(options_.logo.min_score >= 0 && options_.logo.min_score <= 1e6))
-    throw Error("thresholds must be in [0, 1e6]");
   if (options_.logo_templates)
     for (const LogoTemplate& t : db_.logo_templates()) logos_.push_back(&t);
 }

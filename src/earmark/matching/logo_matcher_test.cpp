@@ -21,7 +21,7 @@ using testutil::notification_sound;
 using testutil::rms;
 using testutil::synth_music;
 
-constexpr int kRate = 16000;
+using testutil::kRate;
 
 // A two-second sound logo: a short melody of bell-like notes (partials that ring on after the
 // attack), different for each seed.
@@ -30,14 +30,7 @@ std::vector<float> chime(uint64_t seed) {
   std::vector<float> x(2 * kRate, 0.0f);
   double midi = 72 + rng.below(8);
   for (int k = 0; k < 6; ++k) {
-    const double onset = 0.3 * k + rng.uniform(0, 0.05);
-    const double f0 = 440.0 * std::pow(2.0, (midi - 69.0) / 12.0);
-    for (size_t i = size_t(onset * kRate); i < x.size(); ++i) {
-      const double t = double(i) / kRate - onset;
-      double v = 0;
-      for (int h = 1; h <= 5; ++h) v += std::sin(2 * testutil::kPi * f0 * h * 1.003 * t) / h;
-      x[i] += float(0.2 * v * std::exp(-4.0 * t));
-    }
+    testutil::add_bell_note(x, 0.3 * k + rng.uniform(0, 0.05), midi, 0.2, 4.0);
     midi += rng.below(2) ? 2 + rng.below(4) : -(2 + rng.below(4));
   }
   return x;

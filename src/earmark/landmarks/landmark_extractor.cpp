@@ -7,102 +7,56 @@
 
 namespace earmark {
 
-namespace {
-constexpr float kSamePitch = 0.5f;  // semitones
-}  // namespace
-
-LandmarkExtractor::LandmarkExtractor(const LandmarkParams& params, TripletSink sink,
-                                     bool own_spectrogram)
-    : params_(params), sink_(std::move(sink)) {
-  params_.validate();
-  const auto range = LandmarkSpectrogram::bin_range(params_);
-  picker_ = std::make_unique<PeakPicker>(
-      params_, range.first, range.count,
-      [this](const std::vector<SpectralPeak>& p, int watermark) { on_peaks(p, watermark); });
-  if (own_spectrogram)
-    spectrogram_ = std::make_unique<LandmarkSpectrogram>(
-        params_, [this](int frame, const float* v) { push_frame(frame, v); });
+LandmarkExtractor::LandmarkExtractor(const LandmarkParams& params, TripletSink sink)
+    : triplets_(params, std::move(sink)) {
+  params.validate();
+  const auto range = LandmarkSpectrogram::bin_range(params);
+  picker_ = std::make_unique<PeakPicker>(params, range.first, range.count,
+                                         [this](const std::vector<SpectralPeak>& p, int watermark) {
+                                           triplets_.push_peaks(p, watermark);
+                                         });
+  spectrogram_ = std::make_unique<LandmarkSpectrogram>(params, [this](int frame, const float* v) {
+    num_frames_ = frame + 1;
+    picker_->push_frame(frame, v);
+  });
 }
 
 void LandmarkExtractor::consume(const float* samples, size_t count) {
-  if (!spectrogram_) throw Error("landmark extractor is fed frames, not samples");
   spectrogram_->push(samples, count);
 }
 
-void LandmarkExtractor::push_frame(int frame, const float* log_power) {
-  num_frames_ = frame + 1;
-  picker_->push_frame(frame, log_power);
-}
-
 void LandmarkExtractor::finish() {
-  if (spectrogram_) spectrogram_->finish();
+  spectrogram_->finish();
   picker_->finish();
-  while (!peaks_.empty()) {
-    emit_anchor(0);
-    peaks_.pop_front();
-  }
-}
-
-void LandmarkExtractor::on_peaks(const std::vector<SpectralPeak>& peaks, int watermark) {
-  num_peaks_ += peaks.size();
-  peaks_.insert(peaks_.end(), peaks.begin(), peaks.end());
-  // An anchor is complete once every peak up to max_dt frames after it has arrived.
-  while (!peaks_.empty() && peaks_.front().frame + params_.max_dt < watermark) {
-    emit_anchor(0);
-    peaks_.pop_front();
-  }
-}
-
-void LandmarkExtractor::emit_anchor(size_t i) {
-  const SpectralPeak& a = peaks_[i];
-  const SpectralPeak* targets[16];
-  int n = 0;
-  for (size_t j = i + 1; j < peaks_.size() && n < params_.fanout; ++j) {
-    const SpectralPeak& p = peaks_[j];
-    int dt = p.frame - a.frame;
-    if (dt > params_.max_dt) break;
-    if (dt < params_.min_dt || std::fabs(p.pitch - a.pitch) > params_.max_df) continue;
-    targets[n++] = &p;
-  }
-  for (int x = 0; x < n; ++x) {
-    for (int y = x + 1; y < n; ++y) {
-      const SpectralPeak& b = *targets[x];
-      const SpectralPeak& c = *targets[y];
-      float span = c.time - a.time;
-      if (span <= 0.5f) continue;
-      // Three peaks on one pitch are a sustained partial sampled at arbitrary instants: such
-      // triplets line up with any offset of any held note and only produce false alignments.
-      if (std::fabs(b.pitch - a.pitch) < kSamePitch && std::fabs(c.pitch - a.pitch) < kSamePitch)
-        continue;
-      TripletDescriptor d;
-      d.frame = a.frame;
-      d.pitch = a.pitch;
-      d.ratio = std::clamp((b.time - a.time) / span, 0.0f, 1.0f);
-      d.d1 = b.pitch - a.pitch;
-      d.d2 = c.pitch - a.pitch;
-      d.span = span;
-      ++num_triplets_;
-      sink_(d);
-    }
-  }
+  triplets_.finish();
 }
 
 LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
                                    const LandmarkExtractor::TripletSink& sink, FrameTap tap)
     : tap_(std::move(tap)) {
   if (layers.empty()) throw Error("no landmark layer to extract");
-  const nlohmann::json geometry = layers.front().hash_identity();
+  const LandmarkParams& first = layers.front();
+  const nlohmann::json geometry = first.hash_identity();
+  std::vector<PeakPicker::Output> outputs;
   for (const LandmarkParams& p : layers) {
-    if (p.hash_identity() != geometry)
-      throw Error("landmark layers must share their spectrogram and hash settings");
-    layers_.push_back(std::make_unique<LandmarkExtractor>(p, sink, false));
+    p.validate();
+    if (p.hash_identity() != geometry || p.peak_time_radius != first.peak_time_radius ||
+        p.peak_freq_radius != first.peak_freq_radius || p.min_prominence != first.min_prominence)
+      throw Error("landmark layers must share their spectrogram, peak and hash settings");
+    layers_.push_back(std::make_unique<TripletBuilder>(p, sink));
+    TripletBuilder* layer = layers_.back().get();
+    outputs.push_back(
+        {p.peaks_per_second, [layer](const std::vector<SpectralPeak>& peaks, int watermark) {
+           layer->push_peaks(peaks, watermark);
+         }});
   }
-  spectrogram_ = std::make_unique<LandmarkSpectrogram>(layers.front(),
-                                                       [this](int frame, const float* log_power) {
-                                                         for (auto& e : layers_)
-                                                           e->push_frame(frame, log_power);
-                                                         if (tap_) tap_(frame, log_power);
-                                                       });
+  const auto range = LandmarkSpectrogram::bin_range(first);
+  picker_ = std::make_unique<PeakPicker>(first, range.first, range.count, std::move(outputs));
+  spectrogram_ =
+      std::make_unique<LandmarkSpectrogram>(first, [this](int frame, const float* log_power) {
+        picker_->push_frame(frame, log_power);
+        if (tap_) tap_(frame, log_power);
+      });
 }
 
 void LayeredExtractor::consume(const float* samples, size_t count) {
@@ -111,7 +65,8 @@ void LayeredExtractor::consume(const float* samples, size_t count) {
 
 void LayeredExtractor::finish() {
   spectrogram_->finish();
-  for (auto& e : layers_) e->finish();
+  picker_->finish();
+  for (auto& layer : layers_) layer->finish();
 }
 
 std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,

@@ -2,7 +2,6 @@
 // Audio -> triplet landmarks, streaming: LandmarkSpectrogram -> PeakPicker -> triplets.
 // Each step keeps only the look-ahead it needs (the peak neighbourhood, one second for the
 // density cap, max_dt frames for the triplet targets), so memory does not grow with length.
-#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -17,38 +16,30 @@ namespace earmark {
 
 class LandmarkExtractor : public AudioConsumer {
  public:
-  using TripletSink = std::function<void(const TripletDescriptor&)>;
+  using TripletSink = TripletBuilder::TripletSink;
 
-  // With own_spectrogram false, the extractor is fed spectrogram frames (push_frame) by a
-  // LandmarkSpectrogram of the same geometry that it shares with others.
-  LandmarkExtractor(const LandmarkParams& params, TripletSink sink, bool own_spectrogram = true);
+  LandmarkExtractor(const LandmarkParams& params, TripletSink sink);
 
   void consume(const float* samples, size_t count) override;
-  void push_frame(int frame, const float* log_power);
-  // Flushes the tail; call once after the last samples (or frames).
+  // Flushes the tail; call once after the last samples.
   void finish();
 
-  size_t num_peaks() const { return num_peaks_; }
-  size_t num_triplets() const { return num_triplets_; }
+  size_t num_peaks() const { return triplets_.num_peaks(); }
+  size_t num_triplets() const { return triplets_.num_triplets(); }
   int num_frames() const { return num_frames_; }
 
  private:
-  void on_peaks(const std::vector<SpectralPeak>& peaks, int watermark);
-  void emit_anchor(size_t i);
-
-  LandmarkParams params_;
-  TripletSink sink_;
+  TripletBuilder triplets_;
   std::unique_ptr<PeakPicker> picker_;
   std::unique_ptr<LandmarkSpectrogram> spectrogram_;
-  std::deque<SpectralPeak> peaks_;
-  size_t num_peaks_ = 0, num_triplets_ = 0;
   int num_frames_ = 0;
 };
 
-// The layers of one recording (LandmarkParams::query_layers / reference_layers): one spectrogram
-// (the layers differ in density, not in geometry) feeding an extractor per layer, all feeding one
-// sink. Each layer's triplets arrive in anchor order; layers interleave. Other stages that work
-// on the same spectrogram (sound-logo templates) can tap its frames instead of computing it again.
+// The layers of one recording (LandmarkParams::query_layers / reference_layers): the layers
+// differ in density only, so one spectrogram and one peak picker serve them all, the picker
+// keeping each layer's number of peaks per second; every layer's triplets go to one sink. Each
+// layer's triplets arrive in anchor order; layers interleave. Other stages that work on the same
+// spectrogram (sound-logo templates) can tap its frames instead of computing it again.
 class LayeredExtractor : public AudioConsumer {
  public:
   using FrameTap = LandmarkSpectrogram::FrameSink;
@@ -60,8 +51,9 @@ class LayeredExtractor : public AudioConsumer {
   void finish();
 
  private:
-  std::vector<std::unique_ptr<LandmarkExtractor>> layers_;
+  std::vector<std::unique_ptr<TripletBuilder>> layers_;
   FrameTap tap_;
+  std::unique_ptr<PeakPicker> picker_;
   std::unique_ptr<LandmarkSpectrogram> spectrogram_;
 };
 

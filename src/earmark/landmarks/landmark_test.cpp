@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -89,6 +90,35 @@ TEST(LandmarkExtraction, DensityFollowsParameters) {
   // The density cap holds (per second), and queries are extracted denser.
   EXPECT_LE(ref_peaks, size_t(p.peaks_per_second * 21));
   EXPECT_GT(query_peaks, ref_peaks);
+}
+
+// The layers share one spectrogram and one peak picker; each must still get exactly the
+// triplets a standalone extractor at its own density gives, interleaved in any order.
+TEST(LandmarkExtraction, LayersGetWhatTheirOwnExtractorWouldGive) {
+  const LandmarkParams p;
+  const auto layers = p.query_layers();
+  ASSERT_EQ(layers.size(), 2u);
+  const auto x = synth_music(4, 15.0);
+  auto key = [](const TripletDescriptor& d) {
+    return std::make_tuple(d.frame, d.pitch, d.ratio, d.d1, d.d2, d.span);
+  };
+  std::multiset<std::tuple<int32_t, float, float, float, float, float>> layered, separate;
+  LayeredExtractor ex(layers, [&](const TripletDescriptor& d) { layered.insert(key(d)); });
+  ex.consume(x.data(), x.size());
+  ex.finish();
+  size_t sizes[2] = {};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto own = descriptors(layers[i], x, 4096);
+    sizes[i] = own.size();
+    for (const auto& d : own) separate.insert(key(d));
+  }
+  EXPECT_GT(sizes[0], sizes[1]) << "the sparse layer keeps fewer peaks";
+  EXPECT_GT(sizes[1], 100u);
+  EXPECT_TRUE(layered == separate);
+
+  LandmarkParams other = layers[1];
+  other.peak_freq_radius += 1;
+  EXPECT_THROW(LayeredExtractor({layers[0], other}, [](const TripletDescriptor&) {}), Error);
 }
 
 TEST(LandmarkExtraction, SilenceGivesNoLandmarks) {

@@ -16,12 +16,13 @@ constexpr float kAbsoluteFloor = -12.0f;
 constexpr int kLevelRadius = 24;
 
 // out[k] = max(in[k-r .. k+r]) in O(n) per frame with the van Herk / Gil-Werman blocks.
-void running_max(const std::vector<float>& in, int r, std::vector<float>& out) {
+void running_max(const std::vector<float>& in, int r, std::vector<float>& left,
+                 std::vector<float>& right, std::vector<float>& out) {
   const int n = int(in.size());
   const int w = 2 * r + 1;
-  std::vector<float> left(n), right(n);
-  for (int i = 0; i < n; ++i)
-    left[i] = (i % w == 0) ? in[i] : std::max(left[i - 1], in[i]);
+  left.resize(n);
+  right.resize(n);
+  for (int i = 0; i < n; ++i) left[i] = (i % w == 0) ? in[i] : std::max(left[i - 1], in[i]);
   for (int i = n - 1; i >= 0; --i)
     right[i] = (i == n - 1 || (i + 1) % w == 0) ? in[i] : std::max(right[i + 1], in[i]);
   out.resize(n);
@@ -40,7 +41,11 @@ float parabolic_offset(float a, float b, float c) {
 }  // namespace
 
 PeakPicker::PeakPicker(const LandmarkParams& params, int first_bin, int num_bins, PeakSink sink)
-    : params_(params), first_bin_(first_bin), num_bins_(num_bins), sink_(std::move(sink)) {
+    : PeakPicker(params, first_bin, num_bins, {{params.peaks_per_second, std::move(sink)}}) {}
+
+PeakPicker::PeakPicker(const LandmarkParams& params, int first_bin, int num_bins,
+                       std::vector<Output> outputs)
+    : params_(params), first_bin_(first_bin), num_bins_(num_bins), outputs_(std::move(outputs)) {
   frames_per_block_ = std::max(1, int(std::lround(double(params.sample_rate) / params.hop)));
   block_end_ = frames_per_block_;
   prefix_.resize(num_bins + 1);
@@ -54,7 +59,7 @@ void PeakPicker::push_frame(int frame, const float* log_power) {
   }
   f.index = frame;
   f.value.assign(log_power, log_power + num_bins_);
-  running_max(f.value, params_.peak_freq_radius, f.freq_max);
+  running_max(f.value, params_.peak_freq_radius, left_, right_, f.freq_max);
   frames_.push_back(std::move(f));
   last_frame_ = frame;
   const size_t r = params_.peak_time_radius;
@@ -118,18 +123,20 @@ void PeakPicker::evaluate(size_t pos) {
 void PeakPicker::close_block(int end_frame) {
   const int block_start = block_end_ - frames_per_block_;
   const int frames = std::max(1, std::min(end_frame, block_end_) - block_start);
-  size_t cap = size_t(std::ceil(double(params_.peaks_per_second) * frames / frames_per_block_));
-  if (block_.size() > cap) {
-    std::nth_element(block_.begin(), block_.begin() + cap, block_.end(),
-                     [](const SpectralPeak& a, const SpectralPeak& b) {
-                       return a.prominence > b.prominence;
-                     });
-    block_.resize(cap);
-  }
+  // Most prominent first, with a total order so equal prominences do not make the kept set
+  // depend on the sort's internals.
   std::sort(block_.begin(), block_.end(), [](const SpectralPeak& a, const SpectralPeak& b) {
+    if (a.prominence != b.prominence) return a.prominence > b.prominence;
     return a.frame != b.frame ? a.frame < b.frame : a.pitch < b.pitch;
   });
-  sink_(block_, end_frame);
+  for (const Output& out : outputs_) {
+    size_t cap = size_t(std::ceil(double(out.peaks_per_second) * frames / frames_per_block_));
+    kept_.assign(block_.begin(), block_.begin() + std::min(cap, block_.size()));
+    std::sort(kept_.begin(), kept_.end(), [](const SpectralPeak& a, const SpectralPeak& b) {
+      return a.frame != b.frame ? a.frame < b.frame : a.pitch < b.pitch;
+    });
+    out.sink(kept_, end_frame);
+  }
   block_.clear();
 }
 

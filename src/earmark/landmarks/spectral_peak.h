@@ -5,10 +5,10 @@ namespace earmark {
 
 // A spectral peak: the unit landmarks are built from.
 struct SpectralPeak {
-  int32_t frame = 0;         // STFT frame index (hop units) from the start of the audio
-  float time = 0.0f;         // frame refined by parabolic interpolation
-  float pitch = 0.0f;        // log-frequency in semitones (MIDI scale: 69 = 440 Hz), refined
-  float prominence = 0.0f;   // log-magnitude above the local spectral level
+  int32_t frame = 0;        // STFT frame index (hop units) from the start of the audio
+  float time = 0.0f;        // frame refined by parabolic interpolation
+  float pitch = 0.0f;       // log-frequency in semitones (MIDI scale: 69 = 440 Hz), refined
+  float prominence = 0.0f;  // log-magnitude above the local spectral level
 };
 
 }  // namespace earmark

@@ -20,12 +20,69 @@ uint32_t mix32(uint32_t x) {
 
 float hz_to_pitch(double hz) { return float(69.0 + 12.0 * std::log2(hz / 440.0)); }
 
+constexpr float kSamePitch = 0.5f;  // semitones
+
 }  // namespace
+
+TripletBuilder::TripletBuilder(const LandmarkParams& params, TripletSink sink)
+    : params_(params), sink_(std::move(sink)) {}
+
+void TripletBuilder::push_peaks(const std::vector<SpectralPeak>& peaks, int watermark) {
+  num_peaks_ += peaks.size();
+  peaks_.insert(peaks_.end(), peaks.begin(), peaks.end());
+  // An anchor is complete once every peak up to max_dt frames after it has arrived.
+  while (!peaks_.empty() && peaks_.front().frame + params_.max_dt < watermark) {
+    emit_front();
+    peaks_.pop_front();
+  }
+}
+
+void TripletBuilder::finish() {
+  while (!peaks_.empty()) {
+    emit_front();
+    peaks_.pop_front();
+  }
+}
+
+void TripletBuilder::emit_front() {
+  const SpectralPeak& a = peaks_.front();
+  const SpectralPeak* targets[16];
+  int n = 0;
+  for (size_t j = 1; j < peaks_.size() && n < params_.fanout; ++j) {
+    const SpectralPeak& p = peaks_[j];
+    int dt = p.frame - a.frame;
+    if (dt > params_.max_dt) break;
+    if (dt < params_.min_dt || std::fabs(p.pitch - a.pitch) > params_.max_df) continue;
+    targets[n++] = &p;
+  }
+  for (int x = 0; x < n; ++x) {
+    for (int y = x + 1; y < n; ++y) {
+      const SpectralPeak& b = *targets[x];
+      const SpectralPeak& c = *targets[y];
+      float span = c.time - a.time;
+      if (span <= 0.5f) continue;
+      // Three peaks on one pitch are a sustained partial sampled at arbitrary instants: such
+      // triplets line up with any offset of any held note and only produce false alignments.
+      if (std::fabs(b.pitch - a.pitch) < kSamePitch && std::fabs(c.pitch - a.pitch) < kSamePitch)
+        continue;
+      TripletDescriptor d;
+      d.frame = a.frame;
+      d.pitch = a.pitch;
+      d.ratio = std::clamp((b.time - a.time) / span, 0.0f, 1.0f);
+      d.d1 = b.pitch - a.pitch;
+      d.d2 = c.pitch - a.pitch;
+      d.span = span;
+      ++num_triplets_;
+      sink_(d);
+    }
+  }
+}
 
 TripletQuantizer::TripletQuantizer(const LandmarkParams& params) : p_(params) {
   min_pitch_ = hz_to_pitch(params.min_hz);
   d_cells_ = int(std::ceil(2 * params.max_df / params.df_step));
-  span_cells_ = int(std::ceil(std::log(double(params.max_dt) / params.min_dt) / params.span_step)) + 1;
+  span_cells_ =
+      int(std::ceil(std::log(double(params.max_dt) / params.min_dt) / params.span_step)) + 1;
   band_cells_ = int((hz_to_pitch(params.max_hz) - min_pitch_) / params.band_width) + 1;
 }
 

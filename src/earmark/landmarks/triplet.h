@@ -5,9 +5,12 @@
 // variant components are added for entropy: the log of its time span and the anchor's pitch
 // band; queries probe the neighbouring cells those can move to.
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <vector>
 
 #include "earmark/landmarks/landmark_params.h"
+#include "earmark/landmarks/spectral_peak.h"
 
 namespace earmark {
 
@@ -26,6 +29,31 @@ struct Landmark {
   uint32_t key = 0;
   uint32_t frame = 0;
   uint8_t pitch_code = 0;
+};
+
+// Peaks -> triplets, streaming: every anchor is paired with the first `fanout` later peaks in its
+// target zone once all of them can have arrived (max_dt frames behind the picker's watermark).
+class TripletBuilder {
+ public:
+  using TripletSink = std::function<void(const TripletDescriptor&)>;
+
+  TripletBuilder(const LandmarkParams& params, TripletSink sink);
+
+  // Peaks in time order; every peak before `watermark` has been delivered (PeakPicker's sink).
+  void push_peaks(const std::vector<SpectralPeak>& peaks, int watermark);
+  // Emits the anchors still waiting for targets; call once after the last peaks.
+  void finish();
+
+  size_t num_peaks() const { return num_peaks_; }
+  size_t num_triplets() const { return num_triplets_; }
+
+ private:
+  void emit_front();
+
+  LandmarkParams params_;
+  TripletSink sink_;
+  std::deque<SpectralPeak> peaks_;
+  size_t num_peaks_ = 0, num_triplets_ = 0;
 };
 
 class TripletQuantizer {

@@ -93,7 +93,8 @@ class LandmarkMatcher {
   std::vector<int32_t> pending_frames_;
   std::vector<uint8_t> pending_pitch_;
   std::vector<SearchHit> search_buffer_;
-  std::vector<Hit> hits_;  // hits of the current and next windows, sorted by tq
+  std::vector<uint64_t> sort_scratch_;  // radix sort of a window's offset bins
+  std::vector<Hit> hits_;               // hits of the current and next windows, sorted by tq
   int32_t window_start_ = 0;
   bool finished_ = false;
   std::vector<Segment> segments_;

@@ -614,8 +614,25 @@ TEST(ShortReference, SoundLogosKeepATemplateThatLeavesWithThem) {
   EXPECT_EQ(r.matches[0].ref_id, "L1");
   ScanOptions landmarks_only;
   landmarks_only.logo_templates = false;
-  for (const ScanMatch& m : Scanner(*again, landmarks_only).scan(dir / "logo.wav").matches)
-    EXPECT_EQ(m.stage, "landmark");
+  ScanResult by_landmarks = Scanner(*again, landmarks_only).scan(dir / "logo.wav");
+  for (const ScanMatch& m : by_landmarks.matches) EXPECT_EQ(m.stage, "landmark");
+  // Found by both, the logo is reported once, by the landmark stage, with the template's
+  // evidence and the larger of the two scores on the landmark scale.
+  const ScanMatch* both = match_of(r, "L1");
+  const ScanMatch* landmark = match_of(by_landmarks, "L1");
+  ASSERT_NE(landmark, nullptr) << describe(by_landmarks);
+  EXPECT_EQ(both->stage, "landmark");
+  EXPECT_GT(both->correlation, 0.5);
+  const ScanOptions defaults;
+  const double mapped =
+      both->template_score * defaults.min_score_trademark / defaults.logo.min_score;  // a trademark
+  EXPECT_NEAR(both->score, std::max(landmark->score, mapped), 1e-9);
+  // Without its landmark stage's view, a template match keeps its own scale in the evidence.
+  ScanOptions strict_landmarks;
+  strict_landmarks.min_score_trademark = 1e5;
+  ScanResult by_template = Scanner(*again, strict_landmarks).scan(dir / "logo.wav");
+  ASSERT_NE(match_of(by_template, "L1"), nullptr) << describe(by_template);
+  EXPECT_EQ(match_of(by_template, "L1")->stage, "template");
   again->remove({"L1"});
   EXPECT_TRUE(again->logo_templates().empty());
   EXPECT_TRUE(Database::open(dir / "index", false)->logo_templates().empty());

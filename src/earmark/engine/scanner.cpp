@@ -65,6 +65,12 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     for (const LogoTemplate& t : db_.logo_templates()) logos_.push_back(&t);
 }
 
+double Scanner::threshold_for(ContentType type) const {
+  return type == ContentType::kMusic       ? options_.min_score_music
+         : type == ContentType::kTrademark ? options_.min_score_trademark
+                                           : options_.min_score_other;
+}
+
 void Scanner::add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
                                std::vector<ScanMatch>& matches) const {
   const size_t found_by_landmarks = matches.size();
@@ -80,15 +86,29 @@ void Scanner::add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSp
     s.query_end = s.query_start + length;
     s.ref_start = contrast.step_time(0);
     s.ref_end = std::min(ref.duration_s, s.ref_start + length);
-    s.score = d.score;
+    s.template_score = d.score;
     s.correlation = d.correlation;
-    // The landmark stage's view of the same occurrence carries speed and pitch: keep it.
+    // Onto the landmark scale of its content type, where both stages' thresholds meet
+    // (thresholds below 1 are for inspecting weak candidates only; they must not blow the ratio
+    // up).
+    s.score = d.score * std::max(threshold_for(ref.content_type), 1.0) /
+              std::max(options_.logo.min_score, 1.0);
+    // The landmark stage's view of the same occurrence carries speed and pitch: keep it, with
+    // the template's evidence and the stronger of the two scores. Otherwise a family of similar
+    // logos (one jingle in several variants) lets a sibling's template outscore the right
+    // logo's landmarks.
     bool seen = false;
     for (size_t i = 0; i < found_by_landmarks; ++i) {
-      const ScanMatch& m = matches[i];
+      ScanMatch& m = matches[i];
       if (m.ref_id == s.ref_id &&
-          std::min(m.query_end, s.query_end) > std::max(m.query_start, s.query_start))
+          std::min(m.query_end, s.query_end) > std::max(m.query_start, s.query_start)) {
         seen = true;
+        if (s.score > m.score || s.template_score > m.template_score) {
+          m.correlation = std::max(m.correlation, s.correlation);
+          m.template_score = std::max(m.template_score, s.template_score);
+        }
+        m.score = std::max(m.score, s.score);
+      }
     }
     if (!seen) matches.push_back(s);
   }
@@ -125,11 +145,7 @@ ScanResult Scanner::scan(const std::string& path) const {
     const auto& refs = db_.references();
     for (const LandmarkMatch& m : matcher.matches()) {
       const Reference& ref = refs.at(m.ref);
-      double threshold = ref.content_type == ContentType::kMusic ? options_.min_score_music
-                         : ref.content_type == ContentType::kTrademark
-                             ? options_.min_score_trademark
-                             : options_.min_score_other;
-      if (m.score < threshold) continue;
+      if (m.score < threshold_for(ref.content_type)) continue;
       ScanMatch s;
       s.ref_id = ref.id;
       s.title = ref.title;
@@ -166,6 +182,17 @@ ScanResult Scanner::scan(const std::string& path) const {
 
 nlohmann::json to_json(const ScanMatch& m) {
   auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
+  nlohmann::json evidence;
+  if (m.stage != "template") {
+    evidence = {{"landmarks", m.landmarks},
+                {"anchors", m.anchors},
+                {"frames", m.frames},
+                {"background", m.background}};
+  }
+  if (m.template_score > 0) {
+    evidence["correlation"] = r3(m.correlation);
+    evidence["template_score"] = r3(m.template_score);
+  }
   return {{"ref", m.ref_id},
           {"title", m.title},
           {"content_type", to_string(m.content_type)},
@@ -178,11 +205,7 @@ nlohmann::json to_json(const ScanMatch& m) {
           {"pitch", std::round(m.pitch_factor * 10000.0) / 10000.0},
           {"pitch_semitones", std::round(m.pitch_semitones * 100.0) / 100.0},
           {"stage", m.stage},
-          {"evidence", m.stage == "template" ? nlohmann::json{{"correlation", r3(m.correlation)}}
-                                             : nlohmann::json{{"landmarks", m.landmarks},
-                                                              {"anchors", m.anchors},
-                                                              {"frames", m.frames},
-                                                              {"background", m.background}}}};
+          {"evidence", evidence}};
 }
 
 nlohmann::json to_json(const ScanResult& r) {

@@ -17,9 +17,9 @@ struct ScanOptions {
   // Decision thresholds on LandmarkMatch::score per content type of the matched reference, set on
   // the development split of the benchmark for a false-positive rate of about 1 % on music that
   // is not in the catalogue (and on backgrounds without a logo, for trademarks).
-  double min_score_music = 5.5;
-  double min_score_trademark = 4.0;
-  double min_score_other = 5.5;
+  double min_score_music = 6.5;
+  double min_score_trademark = 5.0;
+  double min_score_other = 6.5;
   int max_matches = 50;
   MatchOptions match;
   // Dense template matching of the catalogue's sound logos (references with a template); its
@@ -43,7 +43,13 @@ struct ScanMatch {
   // pitch are 1 as the template is matched as recorded).
   std::string stage = "landmark";
   int landmarks = 0, anchors = 0, frames = 0, background = 0;  // see LandmarkMatch
-  double correlation = 0;                                      // see LogoDetection
+  // The template's evidence (LogoDetection): its correlation and its score on its own scale. Also
+  // set on a landmark match of a logo that its template found too. `score` is on the landmark
+  // scale whichever stage found the match: a template score is mapped onto it by the ratio of
+  // the two stages' thresholds (the landmark one of the reference's content type), and a logo found
+  // by both takes the larger of its two scores.
+  double correlation = 0;
+  double template_score = 0;
 };
 
 struct ScanResult {
@@ -64,6 +70,8 @@ class Scanner {
   ScanResult scan(const std::string& path) const;
 
  private:
+  // Landmark score a match of a reference of this type needs.
+  double threshold_for(ContentType type) const;
   void add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
                         std::vector<ScanMatch>& matches) const;
   const Database& db_;

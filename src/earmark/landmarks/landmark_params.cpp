@@ -19,6 +19,7 @@ nlohmann::json LandmarkParams::to_json() const {
   j["peak_freq_radius"] = peak_freq_radius;
   j["peaks_per_second"] = peaks_per_second;
   j["min_prominence"] = min_prominence;
+  j["level_floor"] = level_floor;
   j["fanout"] = fanout;
   j["max_tempo_change"] = max_tempo_change;
   j["max_pitch_shift"] = max_pitch_shift;
@@ -47,6 +48,9 @@ LandmarkParams LandmarkParams::from_json(const nlohmann::json& j) {
   get("peak_freq_radius", p.peak_freq_radius);
   get("peaks_per_second", p.peaks_per_second);
   get("min_prominence", p.min_prominence);
+  // Settings stored before the floor existed were extracted without it.
+  p.level_floor = 0.0f;
+  get("level_floor", p.level_floor);
   get("fanout", p.fanout);
   get("min_dt", p.min_dt);
   get("max_dt", p.max_dt);
@@ -79,6 +83,7 @@ void LandmarkParams::validate() const {
     bad("need 0 < min_hz < max_hz <= sample_rate/2");
   if (peak_time_radius < 1 || peak_time_radius > 100) bad("peak_time_radius must be in [1, 100]");
   if (peak_freq_radius < 1 || peak_freq_radius > 200) bad("peak_freq_radius must be in [1, 200]");
+  if (!(level_floor >= 0 && level_floor <= 20)) bad("level_floor must be in [0, 20] (0: none)");
   if (peaks_per_second < 1 || peaks_per_second > 1000) bad("peaks_per_second must be in [1, 1000]");
   for (int f : {fanout, query_fanout, short_fanout, sparse_fanout})
     if (f < 2 || f > 16) bad("fanout must be in [2, 16]");

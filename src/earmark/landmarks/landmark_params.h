@@ -24,6 +24,12 @@ struct LandmarkParams {
   int peak_freq_radius = 8;
   int peaks_per_second = 24;
   float min_prominence = 1.0f;  // natural-log units above the frame's band-local mean
+  // The band-local mean is taken over log-power floored at this many natural-log units below the
+  // frame's mean power. Without a floor, spectral holes (a low-bitrate codec zeroes whole bands,
+  // a quiet passage has nothing above its roll-off) drag the mean down and make any surviving
+  // island look prominent: an mp3 at 32 kbit/s then spends the peak budget on coding artefacts.
+  // 0 turns it off (indexes written before it existed).
+  float level_floor = 1.5f;
 
   // Triplets: an anchor and two later peaks among the first `fanout` within
   // [min_dt, max_dt] frames and +-max_df semitones of it.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -13,16 +14,23 @@
 
 #include "earmark/common/error.h"
 #include "earmark/common/test_audio_test_util.h"
+#include "earmark/decode/audio_decoder.h"
 #include "earmark/landmarks/landmark_extractor.h"
 #include "earmark/landmarks/landmark_params.h"
+#include "earmark/landmarks/landmark_spectrogram.h"
+#include "earmark/landmarks/peak_picker.h"
 #include "earmark/landmarks/triplet.h"
 
 namespace earmark {
 namespace {
 
 using testutil::add_noise;
+using testutil::ffmpeg_convert;
+using testutil::have_tool;
 using testutil::Rng;
 using testutil::synth_music;
+using testutil::TempDir;
+using testutil::write_wav;
 
 std::vector<TripletDescriptor> descriptors(const LandmarkParams& p, const std::vector<float>& x,
                                            size_t block) {
@@ -119,6 +127,56 @@ TEST(LandmarkExtraction, LayersGetWhatTheirOwnExtractorWouldGive) {
   LandmarkParams other = layers[1];
   other.peak_freq_radius += 1;
   EXPECT_THROW(LayeredExtractor({layers[0], other}, [](const TripletDescriptor&) {}), Error);
+}
+
+std::vector<SpectralPeak> peaks_of(const LandmarkParams& p, const std::vector<float>& x) {
+  std::vector<SpectralPeak> out;
+  const auto range = LandmarkSpectrogram::bin_range(p);
+  PeakPicker picker(p, range.first, range.count, [&](const std::vector<SpectralPeak>& v, int) {
+    out.insert(out.end(), v.begin(), v.end());
+  });
+  LandmarkSpectrogram spec(p, [&](int frame, const float* v) { picker.push_frame(frame, v); });
+  spec.push(x.data(), x.size());
+  spec.finish();
+  picker.finish();
+  return out;
+}
+
+// Share of the reference's peaks that the query has within a frame and half a semitone.
+double peaks_kept(const std::vector<SpectralPeak>& ref, const std::vector<SpectralPeak>& query) {
+  size_t kept = 0;
+  for (const SpectralPeak& r : ref)
+    for (const SpectralPeak& q : query)
+      if (std::fabs(q.time - r.time) <= 1.5f && std::fabs(q.pitch - r.pitch) <= 0.5f) {
+        ++kept;
+        break;
+      }
+  return ref.empty() ? 0.0 : double(kept) / ref.size();
+}
+
+// An mp3 at 32 kbit/s leaves islands of spectrum between zeroed bands; measured against a band
+// mean that the holes drag down, the islands outrank the music's own peaks and take the query's
+// peak budget. The level floor keeps the music's peaks.
+TEST(LandmarkExtraction, LowBitrateMp3KeepsTheMusicsPeaks) {
+  if (!have_tool("ffmpeg")) GTEST_SKIP() << "ffmpeg not installed";
+  TempDir dir;
+  // Real music has a noisy top octave (cymbals, breath, reverb): the encoder starves it first.
+  const auto x = add_noise(synth_music(5, 12.0), 12.0, 6);
+  write_wav(dir.path() + "/ref.wav", x);
+  ASSERT_TRUE(ffmpeg_convert(dir.path() + "/ref.wav", dir.path() + "/q.mp3",
+                             "-ar 44100 -c:a libmp3lame -b:a 32k"));
+  DecodeOptions options;
+  options.normalise = false;
+  const auto q = decode_to_vector(dir.path() + "/q.mp3", options);
+  double kept[2];
+  for (int floored = 0; floored < 2; ++floored) {
+    LandmarkParams p;
+    if (!floored) p.level_floor = 0.0f;
+    kept[floored] = peaks_kept(peaks_of(p, x), peaks_of(p.for_query(), q));
+  }
+  std::printf("peaks kept: %.3f without the floor, %.3f with it\n", kept[0], kept[1]);
+  EXPECT_GT(kept[1], 0.8);
+  EXPECT_GT(kept[1], kept[0] + 0.1);
 }
 
 TEST(LandmarkExtraction, SilenceGivesNoLandmarks) {
@@ -368,6 +426,8 @@ TEST(LandmarkParams, ValidateRejectsAbsurdValues) {
       {"max_pitch_shift 13", [](LandmarkParams& p) { p.max_pitch_shift = 13; }},
       {"max_df NaN", [](LandmarkParams& p) { p.max_df = std::nanf(""); }},
       {"short_seconds -1", [](LandmarkParams& p) { p.short_seconds = -1; }},
+      {"level_floor -1", [](LandmarkParams& p) { p.level_floor = -1; }},
+      {"level_floor NaN", [](LandmarkParams& p) { p.level_floor = std::nanf(""); }},
   };
   for (const Case& c : cases) {
     LandmarkParams p;
@@ -393,6 +453,7 @@ TEST(LandmarkParams, JsonRoundTrip) {
   p.max_hz = 6000.0f;
   p.peaks_per_second = 30;
   p.min_prominence = 0.75f;
+  p.level_floor = 2.5f;
   p.fanout = 5;
   p.max_dt = 80;
   p.max_df = 12.0f;
@@ -417,6 +478,7 @@ TEST(LandmarkParams, JsonRoundTrip) {
   EXPECT_DOUBLE_EQ(r.short_seconds, 10.0);
   EXPECT_FLOAT_EQ(r.probe_margin, 0.2f);
   EXPECT_FLOAT_EQ(r.span_step, 0.12f);
+  EXPECT_FLOAT_EQ(r.level_floor, 2.5f);
   // Through text too, as stored in the catalogue.
   const LandmarkParams t = LandmarkParams::from_json(nlohmann::json::parse(p.to_json().dump()));
   EXPECT_EQ(t.to_json(), p.to_json());
@@ -429,6 +491,9 @@ TEST(LandmarkParams, FromJsonKeepsDefaultsAndValidates) {
   EXPECT_EQ(partial.hop, 128);
   EXPECT_EQ(partial.fft_size, d.fft_size);
   EXPECT_EQ(partial.max_dt, d.max_dt);
+  // Settings stored before the level floor existed were extracted without it.
+  EXPECT_GT(d.level_floor, 0.0f);
+  EXPECT_EQ(partial.level_floor, 0.0f);
   EXPECT_THROW(LandmarkParams::from_json({{"fft_size", 1000}}), Error);
   EXPECT_THROW(LandmarkParams::from_json({{"hop", 0}}), Error);
 }

@@ -87,7 +87,13 @@ void PeakPicker::evaluate(size_t pos) {
     block_end_ += frames_per_block_;
   }
   const int r = params_.peak_time_radius;
-  for (int k = 0; k < num_bins_; ++k) prefix_[k + 1] = prefix_[k] + f.value[k];
+  float floor = kNegInf;
+  if (params_.level_floor > 0) {
+    double power = 0;
+    for (int k = 0; k < num_bins_; ++k) power += std::exp(f.value[k]);
+    floor = float(std::log(power / num_bins_ + 1e-30)) - params_.level_floor;
+  }
+  for (int k = 0; k < num_bins_; ++k) prefix_[k + 1] = prefix_[k] + std::max(f.value[k], floor);
   for (int k = 0; k < num_bins_; ++k) {
     const float v = f.value[k];
     if (v < kAbsoluteFloor || v < f.freq_max[k]) continue;

@@ -214,9 +214,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000));
   cmd_scan->add_option("--threshold", threshold, "minimum score for music and other references");
   cmd_scan->add_option("--threshold-trademark", threshold_trademark,
-                       "minimum score for trademark references");
+                       "minimum landmark score for trademark references (template scores are "
+                       "rescaled onto it)");
   cmd_scan->add_option("--threshold-template", threshold_template,
-                       "minimum score of a sound logo's template match");
+                       "minimum score of a sound logo's template match, on the template's own "
+                       "scale");
   cmd_scan->add_flag("--no-templates", no_templates,
                      "find sound logos by their landmarks only, not by their templates");
   cmd_scan->add_option("--max-matches", max_matches, "matches reported per file")

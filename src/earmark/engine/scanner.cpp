@@ -103,9 +103,9 @@ void Scanner::add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSp
       if (m.ref_id == s.ref_id &&
           std::min(m.query_end, s.query_end) > std::max(m.query_start, s.query_start)) {
         seen = true;
-        if (s.score > m.score || s.template_score > m.template_score) {
-          m.correlation = std::max(m.correlation, s.correlation);
-          m.template_score = std::max(m.template_score, s.template_score);
+        if (s.template_score > m.template_score) {  // the evidence of the best detection
+          m.template_score = s.template_score;
+          m.correlation = s.correlation;
         }
         m.score = std::max(m.score, s.score);
       }
@@ -182,14 +182,14 @@ ScanResult Scanner::scan(const std::string& path) const {
 
 nlohmann::json to_json(const ScanMatch& m) {
   auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
-  nlohmann::json evidence;
+  nlohmann::json evidence = nlohmann::json::object();
   if (m.stage != "template") {
     evidence = {{"landmarks", m.landmarks},
                 {"anchors", m.anchors},
                 {"frames", m.frames},
                 {"background", m.background}};
   }
-  if (m.template_score > 0) {
+  if (m.stage == "template" || m.template_score > 0) {
     evidence["correlation"] = r3(m.correlation);
     evidence["template_score"] = r3(m.template_score);
   }

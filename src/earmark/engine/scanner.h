@@ -15,8 +15,9 @@ namespace earmark {
 struct ScanOptions {
   int stream_index = -1;
   // Decision thresholds on LandmarkMatch::score per content type of the matched reference, set on
-  // the development split of the benchmark for a false-positive rate of about 1 % on music that
-  // is not in the catalogue (and on backgrounds without a logo, for trademarks).
+  // both query sets of the benchmark's development split for a false-positive rate under 1 % on
+  // music that is not in the catalogue (and none on backgrounds without a logo, for
+  // trademarks). A template match is decided by logo.min_score; these only rescale its score.
   double min_score_music = 6.5;
   double min_score_trademark = 5.0;
   double min_score_other = 6.5;

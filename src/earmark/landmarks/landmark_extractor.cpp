@@ -41,7 +41,8 @@ LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
   for (const LandmarkParams& p : layers) {
     p.validate();
     if (p.hash_identity() != geometry || p.peak_time_radius != first.peak_time_radius ||
-        p.peak_freq_radius != first.peak_freq_radius || p.min_prominence != first.min_prominence)
+        p.peak_freq_radius != first.peak_freq_radius || p.min_prominence != first.min_prominence ||
+        p.level_floor != first.level_floor)
       throw Error("landmark layers must share their spectrogram, peak and hash settings");
     layers_.push_back(std::make_unique<TripletBuilder>(p, sink));
     TripletBuilder* layer = layers_.back().get();

@@ -127,6 +127,9 @@ TEST(LandmarkExtraction, LayersGetWhatTheirOwnExtractorWouldGive) {
   LandmarkParams other = layers[1];
   other.peak_freq_radius += 1;
   EXPECT_THROW(LayeredExtractor({layers[0], other}, [](const TripletDescriptor&) {}), Error);
+  LandmarkParams unfloored = layers[1];
+  unfloored.level_floor = 0.0f;
+  EXPECT_THROW(LayeredExtractor({layers[0], unfloored}, [](const TripletDescriptor&) {}), Error);
 }
 
 std::vector<SpectralPeak> peaks_of(const LandmarkParams& p, const std::vector<float>& x) {

@@ -25,7 +25,9 @@ constexpr float kSamePitch = 0.5f;  // semitones
 }  // namespace
 
 TripletBuilder::TripletBuilder(const LandmarkParams& params, TripletSink sink)
-    : params_(params), sink_(std::move(sink)) {}
+    : params_(params), sink_(std::move(sink)) {
+  params_.validate();  // emit_front's target buffer relies on fanout <= 16
+}
 
 void TripletBuilder::push_peaks(const std::vector<SpectralPeak>& peaks, int watermark) {
   num_peaks_ += peaks.size();

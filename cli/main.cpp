@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> scan_inputs, scan_lists;
   std::string format = "json", timing_path;
   int stream = -1, max_matches = 50;
-  double threshold = -1, threshold_trademark = -1, threshold_template = -1;
+  double threshold = -1, threshold_trademark = -1, threshold_template = -1, threshold_growth = -1;
   bool no_templates = false;
   cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
   cmd_scan->add_option("--list", scan_lists, "text file with one query path per line")
@@ -216,6 +216,9 @@ int main(int argc, char** argv) {
   cmd_scan->add_option("--threshold-trademark", threshold_trademark,
                        "minimum landmark score for trademark references (template scores are "
                        "rescaled onto it)");
+  cmd_scan->add_option("--threshold-growth", threshold_growth,
+                       "growth of the music/other threshold per e-fold of query length around 3 s "
+                       "(0: one threshold for every length)");
   cmd_scan->add_option("--threshold-template", threshold_template,
                        "minimum score of a sound logo's template match, on the template's own "
                        "scale");
@@ -317,6 +320,7 @@ int main(int argc, char** argv) {
       if (threshold >= 0) opts.min_score_music = opts.min_score_other = threshold;
       if (threshold_trademark >= 0) opts.min_score_trademark = threshold_trademark;
       if (threshold_template >= 0) opts.logo.min_score = threshold_template;
+      if (threshold_growth >= 0) opts.threshold_growth = threshold_growth;
       opts.logo_templates = !no_templates;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();

@@ -426,6 +426,32 @@ TEST_F(EngineTest, ScanOptionsAreValidated) {
   o = ScanOptions();
   o.min_score_trademark = std::nan("");
   EXPECT_THROW(Scanner(*db, o), Error);
+  o = ScanOptions();
+  o.threshold_growth = -0.5;
+  EXPECT_THROW(Scanner(*db, o), Error);
+}
+
+// The music threshold follows the query's length (the chances a window gives a random alignment),
+// counted from 1 s up to one analysis window; trademarks keep theirs.
+TEST_F(EngineTest, MusicThresholdGrowsWithQueryLength) {
+  auto db = Database::open(index_dir(), false);
+  const ScanOptions o;
+  const Scanner scanner(*db, o);
+  EXPECT_NEAR(scanner.min_score(ContentType::kMusic, 3.0), o.min_score_music, 1e-9);
+  EXPECT_NEAR(scanner.min_score(ContentType::kOther, 3.0), o.min_score_other, 1e-9);
+  EXPECT_NEAR(scanner.min_score(ContentType::kMusic, 30.0),
+              o.min_score_music + o.threshold_growth * std::log(20.0 / 3.0), 1e-9);
+  EXPECT_LT(scanner.min_score(ContentType::kMusic, 1.0),
+            scanner.min_score(ContentType::kMusic, 10.0));
+  EXPECT_EQ(scanner.min_score(ContentType::kMusic, 0.2),
+            scanner.min_score(ContentType::kMusic, 1.0));
+  EXPECT_EQ(scanner.min_score(ContentType::kMusic, 3600.0),
+            scanner.min_score(ContentType::kMusic, 20.0));
+  EXPECT_EQ(scanner.min_score(ContentType::kTrademark, 1.0), o.min_score_trademark);
+  EXPECT_EQ(scanner.min_score(ContentType::kTrademark, 20.0), o.min_score_trademark);
+  ScanOptions flat;
+  flat.threshold_growth = 0;
+  EXPECT_EQ(Scanner(*db, flat).min_score(ContentType::kMusic, 12.0), flat.min_score_music);
 }
 
 TEST_F(EngineTest, RemoveThenCompact) {

@@ -61,8 +61,17 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
   for (double t : {options_.min_score_music, options_.min_score_trademark, options_.min_score_other,
                    options_.logo.min_score})
     if (!(t >= 0 && t <= 1e6)) throw Error("thresholds must be in [0, 1e6]");
+  if (!(options_.threshold_growth >= 0 && options_.threshold_growth <= 10))
+    throw Error("threshold growth must be in [0, 10]");
   if (options_.logo_templates)
     for (const LogoTemplate& t : db_.logo_templates()) logos_.push_back(&t);
+}
+
+double Scanner::min_score(ContentType type, double query_seconds) const {
+  if (type == ContentType::kTrademark) return options_.min_score_trademark;
+  const double window_s = options_.match.window_frames * query_params_.frame_seconds();
+  const double length = std::clamp(query_seconds, 1.0, std::max(1.0, window_s));
+  return threshold_for(type) + options_.threshold_growth * std::log(length / 3.0);
 }
 
 double Scanner::threshold_for(ContentType type) const {
@@ -145,7 +154,7 @@ ScanResult Scanner::scan(const std::string& path) const {
     const auto& refs = db_.references();
     for (const LandmarkMatch& m : matcher.matches()) {
       const Reference& ref = refs.at(m.ref);
-      if (m.score < threshold_for(ref.content_type)) continue;
+      if (m.score < min_score(ref.content_type, result.duration_s)) continue;
       ScanMatch s;
       s.ref_id = ref.id;
       s.title = ref.title;

@@ -21,6 +21,13 @@ struct ScanOptions {
   double min_score_music = 6.5;
   double min_score_trademark = 5.0;
   double min_score_other = 6.5;
+  // Chance alignments score higher the more query time a window holds (more probes, more hits):
+  // the music and other thresholds above are for 3 s and grow by this much per e-fold of the
+  // query's length, which counts up to one analysis window (20 s) and down to 1 s. On the
+  // development negatives the highest chance score was 4.8 at 1 s and 7.8 at 10 s. Trademark
+  // thresholds stay fixed: a short query matched by chance against a logo is no rarer for being
+  // short, and lowering them let music negatives in.
+  double threshold_growth = 1.3;
   int max_matches = 50;
   MatchOptions match;
   // Dense template matching of the catalogue's sound logos (references with a template); its
@@ -70,8 +77,11 @@ class Scanner {
   // Never throws for a bad query file: the error is in the result.
   ScanResult scan(const std::string& path) const;
 
+  // Landmark score a match of a reference of this type needs in a query of this length.
+  double min_score(ContentType type, double query_seconds) const;
+
  private:
-  // Landmark score a match of a reference of this type needs.
+  // The threshold of this type at the 3 s reference length.
   double threshold_for(ContentType type) const;
   void add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
                         std::vector<ScanMatch>& matches) const;

@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -27,8 +26,6 @@
 
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/landmarks/landmark_extractor.h"
-#include "earmark/landmarks/landmark_spectrogram.h"
-#include "earmark/landmarks/peak_picker.h"
 
 using namespace earmark;
 
@@ -47,19 +44,6 @@ struct Stat {
   double share = 0, peak_share = 0, found = 0;
   int n = 0;
 };
-
-std::vector<SpectralPeak> peaks_of(const LandmarkParams& p, const std::vector<float>& x) {
-  std::vector<SpectralPeak> out;
-  std::unique_ptr<PeakPicker> picker;
-  LandmarkSpectrogram spec(p, [&](int frame, const float* v) { picker->push_frame(frame, v); });
-  picker = std::make_unique<PeakPicker>(
-      p, spec.first_bin(), spec.num_bins(),
-      [&](const std::vector<SpectralPeak>& v, int) { out.insert(out.end(), v.begin(), v.end()); });
-  spec.push(x.data(), x.size());
-  spec.finish();
-  picker->finish();
-  return out;
-}
 
 }  // namespace
 
@@ -115,7 +99,7 @@ int main(int argc, char** argv) {
         auto more = extract_landmarks(layer, x.data(), x.size());
         ref_lm.insert(ref_lm.end(), more.begin(), more.end());
       }
-      ref_peaks[id] = peaks_of(rp, x);
+      ref_peaks[id] = extract_peaks(rp, x.data(), x.size());
     }
     auto q = decode_to_vector(resolve(qdir, t["query"]), dopts);
     // Query probe keys -> anchor frames.
@@ -151,7 +135,7 @@ int main(int argc, char** argv) {
     // Peaks: a reference peak survives when the query has one within 1 frame and 0.5 semitone
     // (after undoing the known tempo and pitch change).
     const double shift = t["params"].value("semitones", 0.0);
-    auto qpeaks = peaks_of(params.for_query(), q);
+    auto qpeaks = extract_peaks(params.for_query(), q.data(), q.size());
     int ptotal = 0, pfound = 0;
     for (const SpectralPeak& rp : ref_peaks[id]) {
       double rt = rp.frame * fs;

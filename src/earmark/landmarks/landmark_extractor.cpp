@@ -36,13 +36,11 @@ LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
     : tap_(std::move(tap)) {
   if (layers.empty()) throw Error("no landmark layer to extract");
   const LandmarkParams& first = layers.front();
-  const nlohmann::json geometry = first.hash_identity();
+  const nlohmann::json geometry = first.hash_identity(), picking = first.peak_identity();
   std::vector<PeakPicker::Output> outputs;
   for (const LandmarkParams& p : layers) {
     p.validate();
-    if (p.hash_identity() != geometry || p.peak_time_radius != first.peak_time_radius ||
-        p.peak_freq_radius != first.peak_freq_radius || p.min_prominence != first.min_prominence ||
-        p.level_floor != first.level_floor)
+    if (p.hash_identity() != geometry || p.peak_identity() != picking)
       throw Error("landmark layers must share their spectrogram, peak and hash settings");
     layers_.push_back(std::make_unique<TripletBuilder>(p, sink));
     TripletBuilder* layer = layers_.back().get();
@@ -68,6 +66,23 @@ void LayeredExtractor::finish() {
   spectrogram_->finish();
   picker_->finish();
   for (auto& layer : layers_) layer->finish();
+}
+
+std::vector<SpectralPeak> extract_peaks(const LandmarkParams& params, const float* samples,
+                                        size_t count) {
+  params.validate();
+  std::vector<SpectralPeak> out;
+  const auto range = LandmarkSpectrogram::bin_range(params);
+  PeakPicker picker(params, range.first, range.count,
+                    [&](const std::vector<SpectralPeak>& peaks, int) {
+                      out.insert(out.end(), peaks.begin(), peaks.end());
+                    });
+  LandmarkSpectrogram spectrogram(
+      params, [&](int frame, const float* log_power) { picker.push_frame(frame, log_power); });
+  spectrogram.push(samples, count);
+  spectrogram.finish();
+  picker.finish();
+  return out;
 }
 
 std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,

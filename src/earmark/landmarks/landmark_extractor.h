@@ -57,6 +57,11 @@ class LayeredExtractor : public AudioConsumer {
   std::unique_ptr<LandmarkSpectrogram> spectrogram_;
 };
 
+// The spectral peaks of a whole signal in memory, as the landmark stage picks them (for tools and
+// tests that look at the peaks themselves).
+std::vector<SpectralPeak> extract_peaks(const LandmarkParams& params, const float* samples,
+                                        size_t count);
+
 // Convenience for indexing: the quantised landmarks of a whole signal in memory.
 std::vector<Landmark> extract_landmarks(const LandmarkParams& params, const float* samples,
                                         size_t count);

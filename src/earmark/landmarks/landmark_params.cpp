@@ -13,13 +13,17 @@ nlohmann::json LandmarkParams::hash_identity() const {
           {"df_step", df_step},         {"span_step", span_step}, {"band_width", band_width}};
 }
 
+nlohmann::json LandmarkParams::peak_identity() const {
+  return {{"peak_time_radius", peak_time_radius},
+          {"peak_freq_radius", peak_freq_radius},
+          {"min_prominence", min_prominence},
+          {"level_floor", level_floor}};
+}
+
 nlohmann::json LandmarkParams::to_json() const {
   nlohmann::json j = hash_identity();
-  j["peak_time_radius"] = peak_time_radius;
-  j["peak_freq_radius"] = peak_freq_radius;
+  j.update(peak_identity());
   j["peaks_per_second"] = peaks_per_second;
-  j["min_prominence"] = min_prominence;
-  j["level_floor"] = level_floor;
   j["fanout"] = fanout;
   j["max_tempo_change"] = max_tempo_change;
   j["max_pitch_shift"] = max_pitch_shift;

@@ -66,6 +66,10 @@ struct LandmarkParams {
 
   // The settings a query must share with the index it searches.
   nlohmann::json hash_identity() const;
+  // The settings, besides the spectrogram's, that decide which points are peak candidates (the
+  // density cap only keeps the most prominent of them): layers that share a peak picker must
+  // agree on these.
+  nlohmann::json peak_identity() const;
   nlohmann::json to_json() const;
   static LandmarkParams from_json(const nlohmann::json& j);
   // Throws earmark::Error on absurd values.

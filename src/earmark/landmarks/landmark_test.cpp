@@ -17,8 +17,6 @@
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/landmarks/landmark_extractor.h"
 #include "earmark/landmarks/landmark_params.h"
-#include "earmark/landmarks/landmark_spectrogram.h"
-#include "earmark/landmarks/peak_picker.h"
 #include "earmark/landmarks/triplet.h"
 
 namespace earmark {
@@ -132,19 +130,6 @@ TEST(LandmarkExtraction, LayersGetWhatTheirOwnExtractorWouldGive) {
   EXPECT_THROW(LayeredExtractor({layers[0], unfloored}, [](const TripletDescriptor&) {}), Error);
 }
 
-std::vector<SpectralPeak> peaks_of(const LandmarkParams& p, const std::vector<float>& x) {
-  std::vector<SpectralPeak> out;
-  const auto range = LandmarkSpectrogram::bin_range(p);
-  PeakPicker picker(p, range.first, range.count, [&](const std::vector<SpectralPeak>& v, int) {
-    out.insert(out.end(), v.begin(), v.end());
-  });
-  LandmarkSpectrogram spec(p, [&](int frame, const float* v) { picker.push_frame(frame, v); });
-  spec.push(x.data(), x.size());
-  spec.finish();
-  picker.finish();
-  return out;
-}
-
 // Share of the reference's peaks that the query has within a frame and half a semitone.
 double peaks_kept(const std::vector<SpectralPeak>& ref, const std::vector<SpectralPeak>& query) {
   size_t kept = 0;
@@ -175,7 +160,9 @@ TEST(LandmarkExtraction, LowBitrateMp3KeepsTheMusicsPeaks) {
   for (int floored = 0; floored < 2; ++floored) {
     LandmarkParams p;
     if (!floored) p.level_floor = 0.0f;
-    kept[floored] = peaks_kept(peaks_of(p, x), peaks_of(p.for_query(), q));
+    const LandmarkParams query = p.for_query();
+    kept[floored] =
+        peaks_kept(extract_peaks(p, x.data(), x.size()), extract_peaks(query, q.data(), q.size()));
   }
   std::printf("peaks kept: %.3f without the floor, %.3f with it\n", kept[0], kept[1]);
   EXPECT_GT(kept[1], 0.8);

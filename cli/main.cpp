@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
   std::string format = "json", timing_path;
   int stream = -1, max_matches = 50;
   double threshold = -1, threshold_trademark = -1, threshold_template = -1, threshold_growth = -1;
-  bool no_templates = false;
+  double threshold_constellation = -1;
+  bool no_templates = false, no_constellations = false;
   cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
   cmd_scan->add_option("--list", scan_lists, "text file with one query path per line")
       ->allow_extra_args(false);
@@ -222,8 +223,13 @@ int main(int argc, char** argv) {
   cmd_scan->add_option("--threshold-template", threshold_template,
                        "minimum score of a sound logo's template match, on the template's own "
                        "scale");
+  cmd_scan->add_option("--threshold-constellation", threshold_constellation,
+                       "minimum score of a sound logo's constellation (peak) match, on its own "
+                       "scale (-log10 of its chance probability)");
   cmd_scan->add_flag("--no-templates", no_templates,
-                     "find sound logos by their landmarks only, not by their templates");
+                     "do not match sound logos by their dense templates");
+  cmd_scan->add_flag("--no-constellations", no_constellations,
+                     "do not match sound logos by their peak constellations");
   cmd_scan->add_option("--max-matches", max_matches, "matches reported per file")
       ->check(CLI::Range(1, 10000));
   cmd_scan->add_option("--timing", timing_path, "write per-query timings (JSON) to this file");
@@ -320,8 +326,10 @@ int main(int argc, char** argv) {
       if (threshold >= 0) opts.min_score_music = opts.min_score_other = threshold;
       if (threshold_trademark >= 0) opts.min_score_trademark = threshold_trademark;
       if (threshold_template >= 0) opts.logo.min_score = threshold_template;
+      if (threshold_constellation >= 0) opts.constellation.min_score = threshold_constellation;
       if (threshold_growth >= 0) opts.threshold_growth = threshold_growth;
       opts.logo_templates = !no_templates;
+      opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();
       size_t failed = 0;

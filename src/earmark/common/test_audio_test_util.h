@@ -275,6 +275,35 @@ inline double rms(const std::vector<float>& x) {
 }
 
 // x plus white noise at the given signal-to-noise ratio (dB).
+// A two-second sound logo: a short melody of bell-like notes (partials that ring on after the
+// attack), different for each seed.
+inline std::vector<float> chime(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> x(2 * kRate, 0.0f);
+  double midi = 72 + rng.below(8);
+  for (int k = 0; k < 6; ++k) {
+    add_bell_note(x, 0.3 * k + rng.uniform(0, 0.05), midi, 0.2, 4.0);
+    midi += rng.below(2) ? 2 + rng.below(4) : -(2 + rng.below(4));
+  }
+  return x;
+}
+
+// Background scaled so that `logo` sits `ratio_db` above it where it is mixed in, at each start.
+inline std::vector<float> mix_logo(const std::vector<float>& background,
+                                   const std::vector<float>& logo,
+                                   const std::vector<double>& starts_s, double ratio_db) {
+  std::vector<float> out = background;
+  const size_t at0 = size_t(starts_s.front() * kRate);
+  std::vector<float> under(background.begin() + at0, background.begin() + at0 + logo.size());
+  const double gain = rms(logo) / std::max(1e-9, rms(under)) / std::pow(10.0, ratio_db / 20.0);
+  for (float& v : out) v = float(v * gain);
+  for (double s : starts_s) {
+    const size_t at = size_t(s * kRate);
+    for (size_t i = 0; i < logo.size() && at + i < out.size(); ++i) out[at + i] += logo[i];
+  }
+  return out;
+}
+
 inline std::vector<float> add_noise(const std::vector<float>& x, double snr_db, uint64_t seed) {
   const double noise_rms = rms(x) / std::pow(10.0, snr_db / 20.0);
   std::vector<float> noise = white_noise(seed, x.size(), noise_rms);

@@ -429,6 +429,12 @@ TEST_F(EngineTest, ScanOptionsAreValidated) {
   o = ScanOptions();
   o.threshold_growth = -0.5;
   EXPECT_THROW(Scanner(*db, o), Error);
+  o = ScanOptions();
+  o.constellation.min_score = -1;
+  EXPECT_THROW(Scanner(*db, o), Error);
+  o = ScanOptions();
+  o.logo_agreement = 0.5;
+  EXPECT_THROW(Scanner(*db, o), Error);
 }
 
 // The music threshold follows the query's length (the chances a window gives a random alignment),
@@ -633,32 +639,62 @@ TEST(ShortReference, SoundLogosKeepATemplateThatLeavesWithThem) {
   auto again = Database::open(dir / "index", false);
   ASSERT_EQ(again->logo_templates().size(), 1u);
   EXPECT_EQ(again->logo_templates()[0].serialise(), db->logo_templates()[0].serialise());
-  // The logo itself is found by its template too; without templates only by its landmarks.
+  // The logo itself is found by its template and constellation too; without them only by its
+  // landmarks.
   ScanResult r = Scanner(*again).scan(dir / "logo.wav");
   ASSERT_TRUE(r.ok) << r.error;
   ASSERT_FALSE(r.matches.empty()) << describe(r);
   EXPECT_EQ(r.matches[0].ref_id, "L1");
   ScanOptions landmarks_only;
   landmarks_only.logo_templates = false;
+  landmarks_only.logo_constellations = false;
   ScanResult by_landmarks = Scanner(*again, landmarks_only).scan(dir / "logo.wav");
   for (const ScanMatch& m : by_landmarks.matches) EXPECT_EQ(m.stage, "landmark");
-  // Found by both, the logo is reported once, by the landmark stage, with the template's
-  // evidence and the larger of the two scores on the landmark scale.
+  // Found by all three, the logo is reported once, by the landmark stage, with the other stages'
+  // evidence and the largest of the scores on the landmark scale.
   const ScanMatch* both = match_of(r, "L1");
   const ScanMatch* landmark = match_of(by_landmarks, "L1");
   ASSERT_NE(landmark, nullptr) << describe(by_landmarks);
   EXPECT_EQ(both->stage, "landmark");
   EXPECT_GT(both->correlation, 0.5);
+  EXPECT_GT(both->votes, 10);
   const ScanOptions defaults;
-  const double mapped =
-      both->template_score * defaults.min_score_trademark / defaults.logo.min_score;  // a trademark
-  EXPECT_NEAR(both->score, std::max(landmark->score, mapped), 1e-9);
-  // Without its landmark stage's view, a template match keeps its own scale in the evidence.
+  const double t = both->template_score / defaults.logo.min_score;
+  const double c = both->constellation_score / defaults.constellation.min_score;
+  const double strength = std::max({t, c, (t + c) / defaults.logo_agreement});
+  EXPECT_NEAR(both->score, std::max(landmark->score, strength * defaults.min_score_trademark),
+              1e-9);
+  // Without its landmark stage's view, a logo stage's match keeps its own scale in the evidence.
   ScanOptions strict_landmarks;
   strict_landmarks.min_score_trademark = 1e5;
   ScanResult by_template = Scanner(*again, strict_landmarks).scan(dir / "logo.wav");
   ASSERT_NE(match_of(by_template, "L1"), nullptr) << describe(by_template);
   EXPECT_EQ(match_of(by_template, "L1")->stage, "template");
+  ScanOptions constellation_only = strict_landmarks;
+  constellation_only.logo_templates = false;
+  ScanResult by_peaks = Scanner(*again, constellation_only).scan(dir / "logo.wav");
+  const ScanMatch* peaks = match_of(by_peaks, "L1");
+  ASSERT_NE(peaks, nullptr) << describe(by_peaks);
+  EXPECT_EQ(peaks->stage, "constellation");
+  EXPECT_NEAR(peaks->query_start, peaks->ref_start, 0.02);
+  EXPECT_EQ(peaks->template_score, 0.0);
+
+  // Two stages that each fall short of their own threshold still report an occurrence they agree
+  // on, once their shares of their thresholds add up to the agreement threshold, and not before.
+  auto with_shares = [&](double share) {
+    ScanOptions o = strict_landmarks;
+    o.logo.min_score = both->template_score / share;
+    o.constellation.min_score = both->constellation_score / share;
+    return Scanner(*again, o).scan(dir / "logo.wav");
+  };
+  ScanResult agreeing = with_shares(0.75);  // 1.5 together
+  const ScanMatch* joint = match_of(agreeing, "L1");
+  ASSERT_NE(joint, nullptr) << describe(agreeing);
+  // On the landmark scale of a trademark, whose threshold here is strict_landmarks'.
+  const double joint_score = 1.5 / defaults.logo_agreement * strict_landmarks.min_score_trademark;
+  EXPECT_NEAR(joint->score / joint_score, 1.0, 1e-6);
+  ScanResult short_of_it = with_shares(0.65);  // 1.3 together
+  EXPECT_EQ(match_of(short_of_it, "L1"), nullptr) << describe(short_of_it);
   again->remove({"L1"});
   EXPECT_TRUE(again->logo_templates().empty());
   EXPECT_TRUE(Database::open(dir / "index", false)->logo_templates().empty());

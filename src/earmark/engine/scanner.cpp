@@ -24,11 +24,14 @@ double ms_since(Clock::time_point t0) {
 class QueryConsumer : public AudioConsumer {
  public:
   QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher,
-                ContrastSpectrogram* contrast)
+                ContrastSpectrogram* contrast, LogoPeakMatcher* constellations)
       : extractor_(
             layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); },
             [contrast](int, const float* log_power) {
               if (contrast) contrast->push_frame(log_power);
+            },
+            [constellations](const std::vector<SpectralPeak>& peaks, int watermark) {
+              if (constellations) constellations->push_peaks(peaks, watermark);
             }),
         contrast_(contrast) {}
   void consume(const float* x, size_t n) override {
@@ -63,7 +66,11 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     if (!(t >= 0 && t <= 1e6)) throw Error("thresholds must be in [0, 1e6]");
   if (!(options_.threshold_growth >= 0 && options_.threshold_growth <= 10))
     throw Error("threshold growth must be in [0, 10]");
-  if (options_.logo_templates)
+  if (!(options_.constellation.min_score >= 0 && options_.constellation.min_score <= 1e6))
+    throw Error("thresholds must be in [0, 1e6]");
+  if (!(options_.logo_agreement >= 1 && options_.logo_agreement <= 10))
+    throw Error("logo agreement threshold must be in [1, 10]");
+  if (options_.logo_templates || options_.logo_constellations)
     for (const LogoTemplate& t : db_.logo_templates()) logos_.push_back(&t);
 }
 
@@ -74,52 +81,106 @@ double Scanner::min_score(ContentType type, double query_seconds) const {
   return threshold_for(type) + options_.threshold_growth * std::log(length / 3.0);
 }
 
+double Scanner::candidate_share() const {
+  // Below this share of its own threshold, a logo stage's candidate cannot reach the agreement
+  // threshold however close to its threshold the other stage's view is.
+  return std::clamp(options_.logo_agreement - 1.0, 0.05, 1.0);
+}
+
 double Scanner::threshold_for(ContentType type) const {
   return type == ContentType::kMusic       ? options_.min_score_music
          : type == ContentType::kTrademark ? options_.min_score_trademark
                                            : options_.min_score_other;
 }
 
-void Scanner::add_logo_matches(const LogoMatcher& logo_matcher, const ContrastSpectrogram& contrast,
+ScanMatch Scanner::logo_match(size_t logo, double query_start, double length) const {
+  const Reference& ref = db_.references().at(db_.logo_references().at(logo));
+  ScanMatch s;
+  s.ref_id = ref.id;
+  s.title = ref.title;
+  s.content_type = ref.content_type;
+  const double origin = query_params_.frame_time(0);
+  // A logo cut off by the start of the query is matched from its middle on.
+  s.query_start = std::max(origin, query_start);
+  s.ref_start = origin + (s.query_start - query_start);
+  s.ref_end = std::min(ref.duration_s, origin + length);
+  s.query_end = s.query_start + std::max(0.0, s.ref_end - s.ref_start);
+  return s;
+}
+
+void Scanner::merge_logo_match(const ScanMatch& s, std::vector<ScanMatch>& matches) {
+  // An occurrence found by several stages is reported once: the landmark stage's view carries
+  // speed and pitch, the others add their evidence, and it takes the strongest score. Otherwise
+  // a family of similar logos (one jingle in several variants) lets a sibling's template
+  // outscore the right logo's landmarks.
+  for (ScanMatch& m : matches) {
+    if (m.ref_id != s.ref_id ||
+        std::min(m.query_end, s.query_end) <= std::max(m.query_start, s.query_start))
+      continue;
+    if (s.template_score > m.template_score) {  // the evidence of the best detection
+      m.template_score = s.template_score;
+      m.correlation = s.correlation;
+    }
+    if (s.constellation_score > m.constellation_score) {
+      m.constellation_score = s.constellation_score;
+      m.votes = s.votes;
+    }
+    m.score = std::max(m.score, s.score);
+    return;
+  }
+  matches.push_back(s);
+}
+
+void Scanner::add_logo_matches(const LogoMatcher* templates, const ContrastSpectrogram* contrast,
+                               const LogoPeakMatcher* constellations,
                                std::vector<ScanMatch>& matches) const {
-  const size_t found_by_landmarks = matches.size();
-  for (const LogoDetection& d : logo_matcher.detections()) {
-    const Reference& ref = db_.references().at(db_.logo_references().at(d.logo));
-    ScanMatch s;
-    s.stage = "template";
-    s.ref_id = ref.id;
-    s.title = ref.title;
-    s.content_type = ref.content_type;
-    const double length = d.steps * contrast.step_seconds();
-    s.query_start = contrast.step_time(d.step);
-    s.query_end = s.query_start + length;
-    s.ref_start = contrast.step_time(0);
-    s.ref_end = std::min(ref.duration_s, s.ref_start + length);
-    s.template_score = d.score;
-    s.correlation = d.correlation;
-    // Onto the landmark scale of its content type, where both stages' thresholds meet
-    // (thresholds below 1 are for inspecting weak candidates only; they must not blow the ratio
-    // up).
-    s.score = d.score * std::max(threshold_for(ref.content_type), 1.0) /
-              std::max(options_.logo.min_score, 1.0);
-    // The landmark stage's view of the same occurrence carries speed and pitch: keep it, with
-    // the template's evidence and the stronger of the two scores. Otherwise a family of similar
-    // logos (one jingle in several variants) lets a sibling's template outscore the right
-    // logo's landmarks.
-    bool seen = false;
-    for (size_t i = 0; i < found_by_landmarks; ++i) {
-      ScanMatch& m = matches[i];
-      if (m.ref_id == s.ref_id &&
-          std::min(m.query_end, s.query_end) > std::max(m.query_start, s.query_start)) {
-        seen = true;
-        if (s.template_score > m.template_score) {  // the evidence of the best detection
-          m.template_score = s.template_score;
-          m.correlation = s.correlation;
-        }
-        m.score = std::max(m.score, s.score);
+  // The matchers report candidates below their thresholds (candidate_share()), so that two weak
+  // views of one occurrence can add up to the agreement threshold.
+  std::vector<ScanMatch> found;
+  if (templates)
+    for (const LogoDetection& d : templates->detections()) {
+      ScanMatch s =
+          logo_match(d.logo, contrast->step_time(d.step), d.steps * contrast->step_seconds());
+      s.stage = "template";
+      s.template_score = d.score;
+      s.correlation = d.correlation;
+      found.push_back(s);
+    }
+  if (constellations)
+    for (const LogoPeakDetection& d : constellations->detections()) {
+      const double length =
+          logos_.at(d.logo)->steps() * kLogoFramesPerStep * query_params_.frame_seconds();
+      ScanMatch s = logo_match(d.logo, query_params_.frame_time(d.frame), length);
+      s.stage = "constellation";
+      s.constellation_score = d.score;
+      s.votes = d.votes;
+      auto same = std::find_if(found.begin(), found.end(), [&](const ScanMatch& f) {
+        return f.stage == "template" && f.constellation_score == 0 && f.ref_id == s.ref_id &&
+               std::min(f.query_end, s.query_end) > std::max(f.query_start, s.query_start);
+      });
+      if (same == found.end()) {
+        found.push_back(s);
+      } else {
+        same->constellation_score = s.constellation_score;
+        same->votes = s.votes;
       }
     }
-    if (!seen) matches.push_back(s);
+  const double template_threshold = options_.logo.min_score;
+  const double constellation_threshold = options_.constellation.min_score;
+  for (ScanMatch& s : found) {
+    // Each stage's score relative to its threshold (thresholds below 1 are for inspecting weak
+    // candidates only; they must not blow the ratios up).
+    const double t = s.template_score / std::max(template_threshold, 1.0);
+    const double c = s.constellation_score / std::max(constellation_threshold, 1.0);
+    const bool agree = t > 0 && c > 0 && t + c >= options_.logo_agreement;
+    if (!(s.template_score >= template_threshold && s.template_score > 0) &&
+        !(s.constellation_score >= constellation_threshold && s.constellation_score > 0) && !agree)
+      continue;
+    double strength = std::max(t, c);
+    if (agree) strength = std::max(strength, (t + c) / options_.logo_agreement);
+    // Onto the landmark scale of its content type, where all the stages' thresholds meet.
+    s.score = strength * std::max(threshold_for(s.content_type), 1.0);
+    merge_logo_match(s, matches);
   }
 }
 
@@ -136,18 +197,28 @@ ScanResult Scanner::scan(const std::string& path) const {
     LandmarkMatcher matcher(query_params_, db_.index(), db_.timeline(), options_.match);
     std::unique_ptr<ContrastSpectrogram> contrast;
     std::unique_ptr<LogoMatcher> logo_matcher;
-    if (!logos_.empty()) {
+    if (!logos_.empty() && options_.logo_templates) {
       contrast = std::make_unique<ContrastSpectrogram>(
           db_.params(),
           [&logo_matcher](int, const float*, const float* c) { logo_matcher->push_step(c); });
-      logo_matcher = std::make_unique<LogoMatcher>(logos_, contrast->num_bands(), options_.logo);
+      LogoMatchOptions candidates = options_.logo;
+      candidates.min_score *= candidate_share();
+      logo_matcher = std::make_unique<LogoMatcher>(logos_, contrast->num_bands(), candidates);
     }
-    QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get());
+    std::unique_ptr<LogoPeakMatcher> constellations;
+    if (!logos_.empty() && options_.logo_constellations) {
+      LogoPeakOptions candidates = options_.constellation;
+      candidates.min_score *= candidate_share();
+      constellations = std::make_unique<LogoPeakMatcher>(logos_, query_params_, candidates);
+    }
+    QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get(),
+                           constellations.get());
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
     matcher.finish();
     if (logo_matcher) logo_matcher->finish();
+    if (constellations) constellations->finish();
     double match_ms = ms_since(tm);
     result.duration_s = double(consumer.samples()) / query_params_.sample_rate;
     result.lookups = matcher.lookups();
@@ -173,7 +244,7 @@ ScanResult Scanner::scan(const std::string& path) const {
       s.pitch_factor = std::pow(2.0, m.pitch_shift / 12.0);
       result.matches.push_back(s);
     }
-    if (logo_matcher) add_logo_matches(*logo_matcher, *contrast, result.matches);
+    add_logo_matches(logo_matcher.get(), contrast.get(), constellations.get(), result.matches);
     std::stable_sort(result.matches.begin(), result.matches.end(),
                      [](const ScanMatch& a, const ScanMatch& b) { return a.score > b.score; });
     if (int(result.matches.size()) > options_.max_matches)
@@ -192,7 +263,7 @@ ScanResult Scanner::scan(const std::string& path) const {
 nlohmann::json to_json(const ScanMatch& m) {
   auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
   nlohmann::json evidence = nlohmann::json::object();
-  if (m.stage != "template") {
+  if (m.stage == "landmark") {
     evidence = {{"landmarks", m.landmarks},
                 {"anchors", m.anchors},
                 {"frames", m.frames},
@@ -201,6 +272,10 @@ nlohmann::json to_json(const ScanMatch& m) {
   if (m.stage == "template" || m.template_score > 0) {
     evidence["correlation"] = r3(m.correlation);
     evidence["template_score"] = r3(m.template_score);
+  }
+  if (m.stage == "constellation" || m.constellation_score > 0) {
+    evidence["votes"] = m.votes;
+    evidence["constellation_score"] = r3(m.constellation_score);
   }
   return {{"ref", m.ref_id},
           {"title", m.title},

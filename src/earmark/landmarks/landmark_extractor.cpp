@@ -32,8 +32,9 @@ void LandmarkExtractor::finish() {
 }
 
 LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
-                                   const LandmarkExtractor::TripletSink& sink, FrameTap tap)
-    : tap_(std::move(tap)) {
+                                   const LandmarkExtractor::TripletSink& sink, FrameTap tap,
+                                   PeakTap peak_tap)
+    : tap_(std::move(tap)), peak_tap_(std::move(peak_tap)) {
   if (layers.empty()) throw Error("no landmark layer to extract");
   const LandmarkParams& first = layers.front();
   const nlohmann::json geometry = first.hash_identity(), picking = first.peak_identity();
@@ -44,9 +45,11 @@ LayeredExtractor::LayeredExtractor(const std::vector<LandmarkParams>& layers,
       throw Error("landmark layers must share their spectrogram, peak and hash settings");
     layers_.push_back(std::make_unique<TripletBuilder>(p, sink));
     TripletBuilder* layer = layers_.back().get();
+    const PeakTap* tap = outputs.empty() && peak_tap_ ? &peak_tap_ : nullptr;
     outputs.push_back(
-        {p.peaks_per_second, [layer](const std::vector<SpectralPeak>& peaks, int watermark) {
+        {p.peaks_per_second, [layer, tap](const std::vector<SpectralPeak>& peaks, int watermark) {
            layer->push_peaks(peaks, watermark);
+           if (tap) (*tap)(peaks, watermark);
          }});
   }
   const auto range = LandmarkSpectrogram::bin_range(first);

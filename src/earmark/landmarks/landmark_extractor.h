@@ -39,13 +39,16 @@ class LandmarkExtractor : public AudioConsumer {
 // differ in density only, so one spectrogram and one peak picker serve them all, the picker
 // keeping each layer's number of peaks per second; every layer's triplets go to one sink. Each
 // layer's triplets arrive in anchor order; layers interleave. Other stages that work on the same
-// spectrogram (sound-logo templates) can tap its frames instead of computing it again.
+// spectrogram or peaks (sound-logo templates and constellations) can tap its frames and the first
+// layer's peaks instead of computing them again.
 class LayeredExtractor : public AudioConsumer {
  public:
   using FrameTap = LandmarkSpectrogram::FrameSink;
+  using PeakTap = PeakPicker::PeakSink;
 
   LayeredExtractor(const std::vector<LandmarkParams>& layers,
-                   const LandmarkExtractor::TripletSink& sink, FrameTap tap = nullptr);
+                   const LandmarkExtractor::TripletSink& sink, FrameTap tap = nullptr,
+                   PeakTap peak_tap = nullptr);
 
   void consume(const float* samples, size_t count) override;
   void finish();
@@ -53,6 +56,7 @@ class LayeredExtractor : public AudioConsumer {
  private:
   std::vector<std::unique_ptr<TripletBuilder>> layers_;
   FrameTap tap_;
+  PeakTap peak_tap_;
   std::unique_ptr<PeakPicker> picker_;
   std::unique_ptr<LandmarkSpectrogram> spectrogram_;
 };

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 #include "earmark/common/test_audio_test_util.h"
 #include "earmark/matching/logo_template.h"
@@ -17,39 +19,14 @@
 namespace earmark {
 namespace {
 
+using testutil::mix_logo;
 using testutil::notification_sound;
 using testutil::rms;
 using testutil::synth_music;
 
 using testutil::kRate;
 
-// A two-second sound logo: a short melody of bell-like notes (partials that ring on after the
-// attack), different for each seed.
-std::vector<float> chime(uint64_t seed) {
-  testutil::Rng rng(seed);
-  std::vector<float> x(2 * kRate, 0.0f);
-  double midi = 72 + rng.below(8);
-  for (int k = 0; k < 6; ++k) {
-    testutil::add_bell_note(x, 0.3 * k + rng.uniform(0, 0.05), midi, 0.2, 4.0);
-    midi += rng.below(2) ? 2 + rng.below(4) : -(2 + rng.below(4));
-  }
-  return x;
-}
-
-// Background scaled so that `logo` sits `ratio_db` above it where it is mixed in, at each start.
-std::vector<float> mix(const std::vector<float>& background, const std::vector<float>& logo,
-                       const std::vector<double>& starts_s, double ratio_db) {
-  std::vector<float> out = background;
-  const size_t at0 = size_t(starts_s.front() * kRate);
-  std::vector<float> under(background.begin() + at0, background.begin() + at0 + logo.size());
-  const double gain = rms(logo) / std::max(1e-9, rms(under)) / std::pow(10.0, ratio_db / 20.0);
-  for (float& v : out) v = float(v * gain);
-  for (double s : starts_s) {
-    const size_t at = size_t(s * kRate);
-    for (size_t i = 0; i < logo.size() && at + i < out.size(); ++i) out[at + i] += logo[i];
-  }
-  return out;
-}
+using testutil::chime;
 
 std::vector<LogoDetection> detect(const std::vector<const LogoTemplate*>& logos,
                                   const std::vector<float>& query, LogoMatchOptions options = {},
@@ -85,6 +62,15 @@ TEST(LogoTemplate, KeepsTheLoudCellsOfTheLogoOnly) {
   for (const LogoCell& c : t->cells()) sum += c.value;
   EXPECT_NEAR(sum / t->cells().size(), 0.0, 1e-3) << "template values are centred";
 
+  // Its constellation: peaks inside the logo's time span and the landmark stage's band.
+  ASSERT_GE(t->peaks().size(), 6u);
+  for (const LogoPeak& p : t->peaks()) {
+    EXPECT_GE(p.frame, -1.0f);
+    EXPECT_LE(p.frame, t->steps() * kLogoFramesPerStep + 1.0f);
+    EXPECT_GT(p.bin * params.sample_rate / params.fft_size, params.min_hz - 20);
+    EXPECT_LT(p.bin * params.sample_rate / params.fft_size, params.max_hz + 20);
+  }
+
   std::vector<float> silence(kRate, 0.0f);
   EXPECT_FALSE(LogoTemplate::build(params, silence.data(), silence.size()).has_value());
 }
@@ -104,6 +90,22 @@ TEST(LogoTemplate, StoredFormRoundTripsAndRejectsDamage) {
     EXPECT_EQ(back.cells()[i].step, t->cells()[i].step);
     EXPECT_EQ(back.cells()[i].band, t->cells()[i].band);
     EXPECT_EQ(back.cells()[i].value, t->cells()[i].value);
+  }
+  ASSERT_EQ(back.peaks().size(), t->peaks().size());
+  for (size_t i = 0; i < back.peaks().size(); ++i) {
+    EXPECT_EQ(back.peaks()[i].frame, t->peaks()[i].frame);
+    EXPECT_EQ(back.peaks()[i].bin, t->peaks()[i].bin);
+  }
+  // A version 1 template (stored before constellations were kept) still reads, without peaks.
+  {
+    const size_t cells_end = 40 + t->cells().size() * 8;
+    std::string v1 = blob.substr(0, cells_end);
+    v1[8] = 1;
+    const uint64_t sum = fnv1a(kFnvSeed, v1.data() + 40, v1.size() - 40);
+    std::memcpy(&v1[32], &sum, 8);
+    LogoTemplate old = LogoTemplate::parse(v1);
+    EXPECT_EQ(old.cells().size(), t->cells().size());
+    EXPECT_TRUE(old.peaks().empty());
   }
   std::string flipped = blob;
   flipped[blob.size() - 3] ^= 0x10;
@@ -128,7 +130,7 @@ TEST(LogoMatcher, FindsALogoAtEqualLevelUnderMusicAndNothingWithoutIt) {
   auto t = LogoTemplate::build(params, logo.data(), logo.size());
   ASSERT_TRUE(t.has_value());
   const auto background = synth_music(4101, 10.0);
-  const auto with = mix(background, logo, {3.3}, 0.0);
+  const auto with = mix_logo(background, logo, {3.3}, 0.0);
   auto found = detect({&*t}, with);
   ASSERT_EQ(found.size(), 1u);
   EXPECT_NEAR(found[0].step * step_seconds(), 3.3, 0.05);
@@ -140,7 +142,7 @@ TEST(LogoMatcher, FindsALogoAtEqualLevelUnderMusicAndNothingWithoutIt) {
   std::vector<float> without(background.size());
   for (size_t i = 0; i < background.size(); ++i) without[i] = float(background[i] * gain);
   EXPECT_TRUE(detect({&*t}, without).empty());
-  const auto other = mix(background, chime(8), {3.3}, 0.0);
+  const auto other = mix_logo(background, chime(8), {3.3}, 0.0);
   EXPECT_TRUE(detect({&*t}, other).empty());
 }
 
@@ -150,7 +152,7 @@ TEST(LogoMatcher, StreamsAcrossBlockEdgesAndReportsEachOccurrence) {
   auto t = LogoTemplate::build(params, logo.data(), logo.size());
   ASSERT_TRUE(t.has_value());
   // 25 s: one occurrence straddles the first block edge (10 s), another is in the third block.
-  const auto query = mix(synth_music(4102, 25.0), logo, {9.7, 20.0}, 6.0);
+  const auto query = mix_logo(synth_music(4102, 25.0), logo, {9.7, 20.0}, 6.0);
   auto found = detect({&*t}, query);
   ASSERT_EQ(found.size(), 2u);
   EXPECT_NEAR(found[0].step * step_seconds(), 9.7, 0.05);

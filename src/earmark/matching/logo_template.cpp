@@ -67,7 +67,8 @@ void ContrastSpectrogram::finish() {
 }
 
 LogoTemplate::Builder::Builder(const LandmarkParams& params)
-    : spectrogram_(params,
+    : params_(params.for_reference(0, true)),
+      spectrogram_(params,
                    [this](int, const float* level, const float* contrast) {
                      if (steps_ >= max_steps_) return;
                      const int nb = spectrogram_.num_bands();
@@ -75,10 +76,29 @@ LogoTemplate::Builder::Builder(const LandmarkParams& params)
                      contrast_.insert(contrast_.end(), contrast, contrast + nb);
                      ++steps_;
                    }),
+      picker_(params_, LandmarkSpectrogram::bin_range(params).first,
+              LandmarkSpectrogram::bin_range(params).count,
+              [this](const std::vector<SpectralPeak>& peaks, int) {
+                const double per_semitone = std::log(2.0) / 12.0;
+                for (const SpectralPeak& p : peaks) {
+                  if (p.frame >= max_steps_ * kLogoFramesPerStep) continue;
+                  const double hz = 440.0 * std::exp((p.pitch - 69.0) * per_semitone);
+                  peaks_.push_back({p.time, float(hz * params_.fft_size / params_.sample_rate)});
+                }
+              }),
       max_steps_(int(kLogoMaxSeconds / (params.frame_seconds() * kLogoFramesPerStep))) {}
+
+void LogoTemplate::Builder::push_frame(const float* log_power) {
+  spectrogram_.push_frame(log_power);
+  // The rest of a long reference adds nothing to what is kept.
+  if (frames_ < max_steps_ * kLogoFramesPerStep + params_.peak_time_radius)
+    picker_.push_frame(frames_, log_power);
+  ++frames_;
+}
 
 std::optional<LogoTemplate> LogoTemplate::Builder::finish() {
   spectrogram_.finish();
+  picker_.finish();
   const int nb = spectrogram_.num_bands();
   if (steps_ == 0) return std::nullopt;
   const float loudest = *std::max_element(level_.begin(), level_.end());
@@ -100,6 +120,7 @@ std::optional<LogoTemplate> LogoTemplate::Builder::finish() {
     t.energy_ += double(c.value) * c.value;
   }
   if (!(t.energy_ > 1e-6)) return std::nullopt;  // flat: no pattern to correlate
+  t.peaks_ = std::move(peaks_);
   return t;
 }
 
@@ -119,6 +140,11 @@ std::string LogoTemplate::serialise() const {
     put<uint16_t>(body, c.band);
     put<float>(body, c.value);
   }
+  put<uint32_t>(body, uint32_t(peaks_.size()));
+  for (const LogoPeak& p : peaks_) {
+    put<float>(body, p.frame);
+    put<float>(body, p.bin);
+  }
   std::string out(kMagic, kMagic + 8);
   put<uint32_t>(out, uint32_t(kLogoTemplateVersion));
   put<uint32_t>(out, uint32_t(steps_));
@@ -134,7 +160,7 @@ LogoTemplate LogoTemplate::parse(const std::string& blob) {
   if (blob.size() < kHeaderBytes || std::memcmp(p, kMagic, 8) != 0)
     throw Error("not a sound-logo template");
   const uint32_t version = get<uint32_t>(p + 8);
-  if (version != uint32_t(kLogoTemplateVersion))
+  if (version != 1 && version != uint32_t(kLogoTemplateVersion))
     throw Error("sound-logo template version " + std::to_string(version) + ", this build reads " +
                 std::to_string(kLogoTemplateVersion) + " (re-index the logo)");
   LogoTemplate t;
@@ -143,9 +169,17 @@ LogoTemplate LogoTemplate::parse(const std::string& blob) {
   const uint32_t n = get<uint32_t>(p + 20);
   t.energy_ = get<double>(p + 24);
   const uint64_t sum = get<uint64_t>(p + 32);
-  if (blob.size() != kHeaderBytes + size_t(n) * 8)
-    throw Error("sound-logo template is truncated or has trailing bytes");
-  if (fnv1a(kFnvSeed, p + kHeaderBytes, size_t(n) * 8) != sum)
+  const size_t cell_bytes = size_t(n) * 8;
+  const size_t body = blob.size() - kHeaderBytes;
+  // Version 1 holds the cells only; version 2 adds the constellation after them.
+  size_t peaks = 0;
+  if (version >= 2) {
+    if (body < cell_bytes + 4) throw Error("sound-logo template is truncated");
+    peaks = get<uint32_t>(p + kHeaderBytes + cell_bytes);
+  }
+  const size_t expected = cell_bytes + (version >= 2 ? 4 + peaks * 8 : 0);
+  if (body != expected) throw Error("sound-logo template is truncated or has trailing bytes");
+  if (fnv1a(kFnvSeed, p + kHeaderBytes, body) != sum)
     throw Error("sound-logo template fails its checksum");
   t.cells_.resize(n);
   for (uint32_t i = 0; i < n; ++i) {
@@ -153,6 +187,14 @@ LogoTemplate LogoTemplate::parse(const std::string& blob) {
     t.cells_[i] = {get<uint16_t>(c), get<uint16_t>(c + 2), get<float>(c + 4)};
     if (t.cells_[i].step >= t.steps_ || t.cells_[i].band >= t.num_bands_)
       throw Error("sound-logo template has a cell outside its own geometry");
+  }
+  t.peaks_.resize(peaks);
+  for (size_t i = 0; i < peaks; ++i) {
+    const unsigned char* c = p + kHeaderBytes + cell_bytes + 4 + i * 8;
+    t.peaks_[i] = {get<float>(c), get<float>(c + 4)};
+    if (!(t.peaks_[i].frame >= -1 && t.peaks_[i].frame <= t.steps_ * kLogoFramesPerStep + 1 &&
+          t.peaks_[i].bin >= 0 && t.peaks_[i].bin < 1e5))
+      throw Error("sound-logo template has a peak outside its own geometry");
   }
   return t;
 }

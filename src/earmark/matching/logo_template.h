@@ -8,6 +8,11 @@
 // max-pooled into half-semitone bands and pairs of frames (20 ms steps), in dB, minus the mean
 // of the neighbouring bands. The local contrast removes the spectral tilt that every recording
 // shares, so two unrelated sounds do not correlate merely for being louder in the bass.
+//
+// A template also keeps the logo's constellation: its spectral peaks, as the landmark stage picks
+// them at the density of short references. Where programme material masks most of the logo's
+// contrast pattern, the peaks that stick out of it still sit where they should, and a peak needs
+// only itself to survive where a landmark needs three (LogoPeakMatcher).
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -16,11 +21,12 @@
 
 #include "earmark/landmarks/landmark_params.h"
 #include "earmark/landmarks/landmark_spectrogram.h"
+#include "earmark/landmarks/peak_picker.h"
 
 namespace earmark {
 
 // Changing any of these changes what a stored template means: bump kLogoTemplateVersion.
-constexpr int kLogoTemplateVersion = 1;
+constexpr int kLogoTemplateVersion = 2;   // 2: with the constellation; 1 is still read
 constexpr int kLogoFramesPerStep = 2;     // 20 ms steps
 constexpr int kLogoBandsPerOctave = 24;   // half-semitone bands
 constexpr int kLogoContrastRadius = 8;    // bands each side in the local mean
@@ -60,6 +66,13 @@ class ContrastSpectrogram {
   int next_step_ = 0;
 };
 
+// A peak of the logo's constellation: its frame (refined, landmark frames from the logo's start)
+// and its frequency in FFT bins (refined).
+struct LogoPeak {
+  float frame = 0;
+  float bin = 0;
+};
+
 struct LogoCell {
   uint16_t step = 0;
   uint16_t band = 0;
@@ -76,11 +89,15 @@ class LogoTemplate {
   class Builder {
    public:
     explicit Builder(const LandmarkParams& params);
-    void push_frame(const float* log_power) { spectrogram_.push_frame(log_power); }
+    void push_frame(const float* log_power);
     std::optional<LogoTemplate> finish();
 
    private:
+    LandmarkParams params_;
     ContrastSpectrogram spectrogram_;
+    PeakPicker picker_;
+    std::vector<LogoPeak> peaks_;
+    int frames_ = 0;
     int max_steps_;
     std::vector<float> level_, contrast_;  // step-major
     int steps_ = 0;
@@ -97,11 +114,14 @@ class LogoTemplate {
   const std::vector<LogoCell>& cells() const { return cells_; }
   // Sum of the squared (centred) cell values.
   double energy() const { return energy_; }
+  // In frame order; empty for a template stored before constellations were kept.
+  const std::vector<LogoPeak>& peaks() const { return peaks_; }
 
  private:
   int steps_ = 0;
   int num_bands_ = 0;
   std::vector<LogoCell> cells_;
+  std::vector<LogoPeak> peaks_;
   double energy_ = 0;
 };
 

@@ -274,7 +274,6 @@ inline double rms(const std::vector<float>& x) {
   return x.empty() ? 0.0 : std::sqrt(s / x.size());
 }
 
-// x plus white noise at the given signal-to-noise ratio (dB).
 // A two-second sound logo: a short melody of bell-like notes (partials that ring on after the
 // attack), different for each seed.
 inline std::vector<float> chime(uint64_t seed) {
@@ -304,6 +303,7 @@ inline std::vector<float> mix_logo(const std::vector<float>& background,
   return out;
 }
 
+// x plus white noise at the given signal-to-noise ratio (dB).
 inline std::vector<float> add_noise(const std::vector<float>& x, double snr_db, uint64_t seed) {
   const double noise_rms = rms(x) / std::pow(10.0, snr_db / 20.0);
   std::vector<float> noise = white_noise(seed, x.size(), noise_rms);

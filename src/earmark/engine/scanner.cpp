@@ -15,6 +15,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Two matches of one reference whose query spans overlap: one occurrence, seen twice.
+bool same_occurrence(const ScanMatch& a, const ScanMatch& b) {
+  return a.ref_id == b.ref_id &&
+         std::min(a.query_end, b.query_end) > std::max(a.query_start, b.query_start);
+}
+
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -114,9 +120,7 @@ void Scanner::merge_logo_match(const ScanMatch& s, std::vector<ScanMatch>& match
   // a family of similar logos (one jingle in several variants) lets a sibling's template
   // outscore the right logo's landmarks.
   for (ScanMatch& m : matches) {
-    if (m.ref_id != s.ref_id ||
-        std::min(m.query_end, s.query_end) <= std::max(m.query_start, s.query_start))
-      continue;
+    if (!same_occurrence(m, s)) continue;
     if (s.template_score > m.template_score) {  // the evidence of the best detection
       m.template_score = s.template_score;
       m.correlation = s.correlation;
@@ -148,15 +152,13 @@ void Scanner::add_logo_matches(const LogoMatcher* templates, const ContrastSpect
     }
   if (constellations)
     for (const LogoPeakDetection& d : constellations->detections()) {
-      const double length =
-          logos_.at(d.logo)->steps() * kLogoFramesPerStep * query_params_.frame_seconds();
-      ScanMatch s = logo_match(d.logo, query_params_.frame_time(d.frame), length);
+      ScanMatch s = logo_match(d.logo, query_params_.frame_time(d.frame),
+                               d.frames * query_params_.frame_seconds());
       s.stage = "constellation";
       s.constellation_score = d.score;
       s.votes = d.votes;
       auto same = std::find_if(found.begin(), found.end(), [&](const ScanMatch& f) {
-        return f.stage == "template" && f.constellation_score == 0 && f.ref_id == s.ref_id &&
-               std::min(f.query_end, s.query_end) > std::max(f.query_start, s.query_start);
+        return f.stage == "template" && f.constellation_score == 0 && same_occurrence(f, s);
       });
       if (same == found.end()) {
         found.push_back(s);
@@ -209,7 +211,7 @@ ScanResult Scanner::scan(const std::string& path) const {
     if (!logos_.empty() && options_.logo_constellations) {
       LogoPeakOptions candidates = options_.constellation;
       candidates.min_score *= candidate_share();
-      constellations = std::make_unique<LogoPeakMatcher>(logos_, query_params_, candidates);
+      constellations = std::make_unique<LogoPeakMatcher>(logos_, candidates);
     }
     QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get(),
                            constellations.get());

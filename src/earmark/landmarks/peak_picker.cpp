@@ -119,8 +119,8 @@ void PeakPicker::evaluate(size_t pos) {
     SpectralPeak peak;
     peak.frame = f.index;
     peak.time = f.index + parabolic_offset(prev, v, next);
-    double hz = double(bin) * params_.sample_rate / params_.fft_size;
-    peak.pitch = float(69.0 + 12.0 * std::log2(hz / 440.0));
+    peak.bin = bin;
+    peak.pitch = hz_to_pitch(double(bin) * params_.sample_rate / params_.fft_size);
     peak.prominence = prominence;
     block_.push_back(peak);
   }

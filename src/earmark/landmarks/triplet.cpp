@@ -18,8 +18,6 @@ uint32_t mix32(uint32_t x) {
   return x;
 }
 
-float hz_to_pitch(double hz) { return float(69.0 + 12.0 * std::log2(hz / 440.0)); }
-
 constexpr float kSamePitch = 0.5f;  // semitones
 
 }  // namespace

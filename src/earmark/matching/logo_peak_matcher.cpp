@@ -21,11 +21,6 @@ constexpr int kMaxDetectionsPerBlock = 4;
 
 }  // namespace
 
-float peak_bin(const SpectralPeak& peak, const LandmarkParams& params) {
-  const double hz = 440.0 * std::exp2((double(peak.pitch) - 69.0) / 12.0);
-  return float(hz * params.fft_size / params.sample_rate);
-}
-
 double LogoPeakMatcher::poisson_surprise(int k, double lambda) {
   if (k <= 0 || !(lambda > 0) || k <= lambda) return 0.0;
   // P(X >= k) = pmf(k) * sum_{j >= k} lambda^(j-k) k!/j!; past the mean the terms fall fast.
@@ -38,9 +33,8 @@ double LogoPeakMatcher::poisson_surprise(int k, double lambda) {
   return std::max(0.0, -(log_pmf + std::log(sum)) / std::log(10.0));
 }
 
-LogoPeakMatcher::LogoPeakMatcher(std::vector<const LogoTemplate*> logos,
-                                 const LandmarkParams& params, LogoPeakOptions options)
-    : params_(params), options_(options) {
+LogoPeakMatcher::LogoPeakMatcher(std::vector<const LogoTemplate*> logos, LogoPeakOptions options)
+    : options_(options) {
   if (options_.block_frames < 1) throw Error("logo peak matcher: block_frames must be positive");
   if (!(options_.bin_tolerance >= 0) || options_.frame_tolerance < 0)
     throw Error("logo peak matcher: tolerances must not be negative");
@@ -48,9 +42,7 @@ LogoPeakMatcher::LogoPeakMatcher(std::vector<const LogoTemplate*> logos,
     if (logos[i]->peaks().empty()) continue;
     logos_.push_back(logos[i]);
     logo_index_.push_back(i);
-    const int frames = logos[i]->steps() * kLogoFramesPerStep;
-    logo_frames_.push_back(frames);
-    longest_ = std::max(longest_, frames);
+    longest_ = std::max(longest_, frames_of(*logos[i]));
   }
   // Offsets before the query's start find logos that began before it.
   base_ = -longest_ + 1;
@@ -58,7 +50,7 @@ LogoPeakMatcher::LogoPeakMatcher(std::vector<const LogoTemplate*> logos,
 
 void LogoPeakMatcher::push_peaks(const std::vector<SpectralPeak>& peaks, int watermark) {
   if (logos_.empty()) return;
-  for (const SpectralPeak& p : peaks) held_.push_back({p.time, peak_bin(p, params_)});
+  for (const SpectralPeak& p : peaks) held_.push_back({p.time, p.bin});
   last_frame_ = std::max(last_frame_, watermark - 1);
   const int block = options_.block_frames, tol = options_.frame_tolerance;
   // Offsets [base_, base_ + block) need the query's peaks up to base_ + block + longest_.
@@ -113,7 +105,7 @@ void LogoPeakMatcher::evaluate(int first, int last) {
     }
     // Offsets that would put the whole logo before the query cannot take a vote: they would
     // only dilute the chance level.
-    const int span = logo_frames_[li];
+    const int span = frames_of(*logos_[li]);
     const int valid = std::clamp(-span + 1 - first, 0, n);
     for (int i = 0; i < valid; ++i) hist_[i] = -1;
     if (valid >= n) continue;
@@ -137,7 +129,7 @@ void LogoPeakMatcher::evaluate(int first, int last) {
       if (at < 0) break;
       const double score = poisson_surprise(hist_[at], lambda) - trials;
       if (score < options_.min_score) break;
-      block.push_back({logo_index_[li], first + at, hist_[at], score});
+      block.push_back({logo_index_[li], first + at, span, hist_[at], score});
       for (int i = std::max(0, at - span); i < std::min(n, at + span + 1); ++i) hist_[i] = -1;
     }
   }

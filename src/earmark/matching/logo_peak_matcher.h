@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <vector>
 
-#include "earmark/landmarks/landmark_params.h"
 #include "earmark/landmarks/spectral_peak.h"
 #include "earmark/matching/logo_template.h"
 
@@ -34,16 +33,15 @@ struct LogoPeakOptions {
 struct LogoPeakDetection {
   size_t logo = 0;  // index into the templates given to the matcher
   int frame = 0;    // query frame where the logo's first frame sits (may be negative: cut off)
+  int frames = 0;   // the logo's length in frames
   int votes = 0;    // logo peaks found in place
   double score = 0;
 };
 
 class LogoPeakMatcher {
  public:
-  // Templates without a constellation are skipped; they must outlive the matcher. `params` is the
-  // spectrogram geometry the query's peaks are picked in (the index's).
-  LogoPeakMatcher(std::vector<const LogoTemplate*> logos, const LandmarkParams& params,
-                  LogoPeakOptions options = {});
+  // Templates without a constellation are skipped; they must outlive the matcher.
+  LogoPeakMatcher(std::vector<const LogoTemplate*> logos, LogoPeakOptions options = {});
 
   // The query's peaks in frame order (PeakPicker's sink); every peak before `watermark` has come.
   void push_peaks(const std::vector<SpectralPeak>& peaks, int watermark);
@@ -60,11 +58,10 @@ class LogoPeakMatcher {
   };
   void evaluate(int first, int last);
   void record(const LogoPeakDetection& d);
+  static int frames_of(const LogoTemplate& t) { return t.steps() * kLogoFramesPerStep; }
 
-  LandmarkParams params_;
   std::vector<const LogoTemplate*> logos_;
   std::vector<size_t> logo_index_;  // position of each kept template in the caller's list
-  std::vector<int> logo_frames_;
   LogoPeakOptions options_;
   int longest_ = 0;
   std::vector<QueryPeak> held_;  // frame order, from base_ - longest_ on
@@ -74,8 +71,5 @@ class LogoPeakMatcher {
   std::vector<int> hist_, stamp_;
   std::vector<QueryPeak> by_bin_;
 };
-
-// Bin of a peak's refined pitch (semitones, MIDI scale) in an FFT of these settings.
-float peak_bin(const SpectralPeak& peak, const LandmarkParams& params);
 
 }  // namespace earmark

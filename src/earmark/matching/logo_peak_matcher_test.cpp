@@ -29,7 +29,7 @@ std::vector<LogoPeakDetection> detect(const std::vector<const LogoTemplate*>& lo
                                       const std::vector<float>& query, LogoPeakOptions options = {},
                                       size_t chunk = 4000) {
   const LandmarkParams params = LandmarkParams().for_query();
-  LogoPeakMatcher matcher(logos, params, options);
+  LogoPeakMatcher matcher(logos, options);
   const auto range = LandmarkSpectrogram::bin_range(params);
   PeakPicker picker(
       params, range.first, range.count,
@@ -114,10 +114,10 @@ TEST(LogoPeakMatcher, RejectsAbsurdOptionsAndHoldsNothingInEmptyQueries) {
   ASSERT_TRUE(t.has_value());
   LogoPeakOptions bad;
   bad.block_frames = 0;
-  EXPECT_THROW(LogoPeakMatcher({&*t}, params, bad), Error);
+  EXPECT_THROW(LogoPeakMatcher({&*t}, bad), Error);
   bad = LogoPeakOptions();
   bad.frame_tolerance = -1;
-  EXPECT_THROW(LogoPeakMatcher({&*t}, params, bad), Error);
+  EXPECT_THROW(LogoPeakMatcher({&*t}, bad), Error);
   // A query shorter than the logo, or silent, holds nothing and is not an error.
   std::vector<float> short_query(kRate / 2, 0.0f);
   EXPECT_TRUE(detect({&*t}, short_query).empty());

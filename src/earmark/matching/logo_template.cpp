@@ -79,12 +79,8 @@ LogoTemplate::Builder::Builder(const LandmarkParams& params)
       picker_(params_, LandmarkSpectrogram::bin_range(params).first,
               LandmarkSpectrogram::bin_range(params).count,
               [this](const std::vector<SpectralPeak>& peaks, int) {
-                const double per_semitone = std::log(2.0) / 12.0;
-                for (const SpectralPeak& p : peaks) {
-                  if (p.frame >= max_steps_ * kLogoFramesPerStep) continue;
-                  const double hz = 440.0 * std::exp((p.pitch - 69.0) * per_semitone);
-                  peaks_.push_back({p.time, float(hz * params_.fft_size / params_.sample_rate)});
-                }
+                for (const SpectralPeak& p : peaks)
+                  if (p.frame < max_steps_ * kLogoFramesPerStep) peaks_.push_back({p.time, p.bin});
               }),
       max_steps_(int(kLogoMaxSeconds / (params.frame_seconds() * kLogoFramesPerStep))) {}
 

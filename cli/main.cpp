@@ -1,5 +1,6 @@
 // The `earmark` command line: a thin layer over libearmark. Results go to stdout, logs and
 // progress to stderr; any failure is one clear line and a non-zero exit.
+#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "earmark/engine/database.h"
 #include "earmark/engine/indexer.h"
 #include "earmark/engine/scanner.h"
+#include "earmark/training/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace earmark;
@@ -99,6 +101,41 @@ std::vector<std::string> read_query_list(const std::string& list) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
     out.push_back(resolve(base, line));
+  }
+  return out;
+}
+
+// Training audio: folders (their media files), lists (.txt / .tsv: a path per line, or
+// id<TAB>path), or files.
+std::vector<std::string> audio_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  for (const std::string& in : inputs) {
+    const std::string ext = fs::path(in).extension().string();
+    if (fs::is_directory(in)) {
+      auto m = media_in(in);
+      out.insert(out.end(), m.begin(), m.end());
+    } else if (ext == ".txt" || ext == ".tsv" || ext == ".list") {
+      for (const std::string& line : read_query_list(in)) {
+        auto f = split_tabs(line);
+        std::string path = f.size() >= 2 ? f[1] : f[0];
+        out.push_back(resolve(fs::path(in).parent_path(), path));
+      }
+    } else {
+      out.push_back(in);
+    }
+  }
+  return out;
+}
+
+std::vector<int> parse_ints(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  for (std::string part; std::getline(ss, part, ',');) {
+    try {
+      out.push_back(std::stoi(part));
+    } catch (const std::exception&) {
+      throw Error("expected comma-separated integers, got '" + text + "'");
+    }
   }
   return out;
 }
@@ -249,12 +286,49 @@ int main(int argc, char** argv) {
   cmd_stats->add_flag("--verify", verify, "also verify every segment's checksum");
   auto* cmd_compact = app.add_subcommand("compact", "merge segments and drop removed references");
 
+  // train
+  auto* cmd_train =
+      app.add_subcommand("train", "train the fingerprint network (resumes from OUT's checkpoint)");
+  std::vector<std::string> train_music, train_noise, train_speech;
+  TrainOptions train;
+  std::string channels_text;
+  cmd_train->add_option("--music", train_music, "training music: folders, lists or files")
+      ->required();
+  cmd_train->add_option("--noise", train_noise, "effects and ambience for augmentation");
+  cmd_train->add_option("--speech", train_speech, "speech (recorded and TTS) for augmentation");
+  cmd_train->add_option("-o,--out", train.out_dir, "output folder (caches, checkpoint, weights)")
+      ->required();
+  cmd_train->add_option("--steps", train.steps, "optimiser steps in all")
+      ->check(CLI::Range(1, 10000000));
+  cmd_train->add_option("--pairs", train.train_pairs, "cached augmented training pairs");
+  cmd_train->add_option("--val-pairs", train.val_pairs, "held-out validation pairs");
+  cmd_train->add_option("--batch", train.batch_pairs, "pairs per step")->check(CLI::Range(2, 8192));
+  cmd_train->add_option("--lr", train.learning_rate, "peak learning rate");
+  cmd_train->add_option("--temperature", train.temperature, "NT-Xent temperature");
+  cmd_train->add_option("--warmup", train.warmup_steps, "warm-up steps");
+  cmd_train->add_option("--seed", train.seed, "seed of the pairs, the order and the weights");
+  cmd_train->add_option("--dim", train.net.dim, "embedding dimension");
+  cmd_train->add_option("--frames", train.net.window_frames, "fbank frames per window");
+  cmd_train->add_option("--channels", channels_text, "channels per stage, e.g. 24,48,96,160,256");
+  cmd_train->add_option("--device", train.device, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd_train->add_option("--name", train.name, "model name recorded in the weights");
+  cmd_train->add_option("--checkpoint-every", train.checkpoint_every, "steps between checkpoints");
+  cmd_train->add_option("--validate-every", train.validate_every, "steps between validations");
+  cmd_train->add_option("--stop-after", train.stop_after_steps,
+                        "end this run after so many steps (resume later)");
+  cmd_train->add_option("--max-minutes", train.max_minutes, "end this run after so many minutes");
+  cmd_train->add_option("-j,--threads", train.threads, "CPU threads")->check(CLI::Range(1, 256));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
+  // glibc returning freed blocks to the system on every batch makes libtorch inference 3-7x slower.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   try {
     if (*cmd_index) {
@@ -364,6 +438,19 @@ int main(int argc, char** argv) {
         if (!t) throw Error("cannot write " + timing_path);
       }
       return failed ? 1 : 0;
+    }
+    if (*cmd_train) {
+      if (!channels_text.empty()) train.net.channels = parse_ints(channels_text);
+      TrainingData data{audio_inputs(train_music), audio_inputs(train_noise),
+                        audio_inputs(train_speech)};
+      TrainReport r = train_fingerprint_net(data, train);
+      std::cout << dump(nlohmann::json({{"steps", r.steps},
+                                        {"loss", r.loss},
+                                        {"val_top1", r.val_top1},
+                                        {"pairs_per_second", r.pairs_per_second},
+                                        {"weights", r.weights}}))
+                << std::endl;
+      return 0;
     }
     if (*cmd_list) {
       auto db = Database::open(index_dir, false);

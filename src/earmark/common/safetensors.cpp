@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "earmark/common/error.h"
+#include "earmark/storage/atomic_file.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.cpp assumes a little-endian host"
@@ -329,6 +330,42 @@ std::vector<float> SafetensorsFile::read_as_f32(const std::string& name) const {
     fail("tensor '" + name + "' has dtype " + t.dtype + ", not a floating-point type");
   }
   return out;
+}
+
+void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const SafetensorsTensor& t : tensors) {
+    const size_t element = safetensors_dtype_size(t.dtype);
+    if (t.name.empty() || t.name == "__metadata__" || header.contains(t.name))
+      throw Error(path + ": bad or repeated tensor name '" + t.name + "'");
+    if (element == 0) throw Error(path + ": tensor " + t.name + " has unknown dtype " + t.dtype);
+    uint64_t count = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0) throw Error(path + ": tensor " + t.name + " has a negative dimension");
+      count *= uint64_t(d);
+    }
+    if (count * element != t.byte_size || (t.byte_size > 0 && t.data == nullptr))
+      throw Error(path + ": tensor " + t.name + " has " + std::to_string(t.byte_size) +
+                  " bytes, its shape needs " + std::to_string(count * element));
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.byte_size}}};
+    offset += t.byte_size;
+  }
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::string text = header.dump();
+  // Pad with spaces so the data section starts 8-byte aligned (as the reference writer does).
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint8_t length[8];
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) length[i] = uint8_t(n >> (8 * i));
+  AtomicFileWriter out(path);
+  out.write(length, 8);
+  out.write(text.data(), text.size());
+  for (const SafetensorsTensor& t : tensors)
+    if (t.byte_size > 0) out.write(t.data, t.byte_size);
+  out.commit();
 }
 
 }  // namespace earmark

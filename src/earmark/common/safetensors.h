@@ -79,4 +79,19 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// One tensor to write: its bytes are copied as they are (little-endian, C-contiguous).
+struct SafetensorsTensor {
+  std::string name;
+  std::string dtype;  // e.g. "F32"
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  size_t byte_size = 0;  // must equal product(shape) * safetensors_dtype_size(dtype)
+};
+
+// Writes a safetensors file atomically (the previous file stays intact until the new one is
+// complete). Tensors are stored in the order given. Throws earmark::Error on a bad name, dtype or
+// size, and on any write failure.
+void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
 }  // namespace earmark

@@ -135,6 +135,33 @@ TEST(Safetensors, ReadsSyntheticFile) {
   EXPECT_EQ(safetensors_dtype_size("Q4"), 0u);
 }
 
+TEST(Safetensors, WriterRoundTrips) {
+  TempDir dir;
+  const std::string path = dir.file("w.safetensors");
+  const std::vector<float> a = {1.0f, -2.5f, 3.0f, 4.0f, 5.0f, 6.0f};
+  const std::vector<int64_t> step = {1234};
+  write_safetensors(path,
+                    {{"net.weight", "F32", {2, 3}, a.data(), a.size() * 4},
+                     {"step", "I64", {}, step.data(), 8},
+                     {"none", "F32", {0}, nullptr, 0}},
+                    {{"model", "test"}});
+  SafetensorsFile f(path);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"net.weight", "step", "none"}));
+  EXPECT_EQ(f.read_f32("net.weight"), a);
+  EXPECT_EQ(f.info("net.weight").shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(f.read_i64("step"), step);
+  EXPECT_EQ(f.metadata().at("model"), "test");
+
+  // A bad tensor is refused before anything is written: the previous file stays intact.
+  EXPECT_THROW(write_safetensors(path, {{"x", "F32", {3}, a.data(), 8}}), Error);
+  EXPECT_THROW(write_safetensors(path, {{"x", "Q4", {1}, a.data(), 1}}), Error);
+  EXPECT_THROW(
+      write_safetensors(path, {{"x", "F32", {1}, a.data(), 4}, {"x", "F32", {1}, a.data(), 4}}),
+      Error);
+  EXPECT_EQ(SafetensorsFile(path).read_f32("net.weight"), a);
+  EXPECT_THROW(write_safetensors(dir.file("no/such/dir/w.safetensors"), {}), Error);
+}
+
 TEST(Safetensors, EmptyHeaderObject) {
   TempDir dir;
   const std::string path = dir.file("empty.safetensors");

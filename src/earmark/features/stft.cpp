@@ -16,14 +16,12 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// The FFTW planner (plan creation and destruction) is not thread-safe; fftwf_execute* on distinct
-// plans/buffers is.
+}  // namespace
+
 std::mutex& fftw_planner_mutex() {
   static std::mutex mutex;
   return mutex;
 }
-
-}  // namespace
 
 std::vector<float> make_window(WindowType type, size_t length) {
   std::vector<float> w(length, 1.0f);

@@ -4,9 +4,14 @@
 #include <complex>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace earmark {
+
+// The FFTW planner (plan creation and destruction) is not thread-safe; fftwf_execute* on distinct
+// plans/buffers is. Every FFTW plan in the library is made and destroyed under this one lock.
+std::mutex& fftw_planner_mutex();
 
 enum class WindowType { kHann, kHannSymmetric, kHamming, kPovey, kRectangular };
 

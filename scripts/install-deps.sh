@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
   libfftw3-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libgtest-dev libbenchmark-dev libtorch-dev librubberband-dev
+  libgtest-dev libbenchmark-dev libtorch-dev librubberband-dev libfaiss-dev
   ffmpeg espeak-ng sox libsox-fmt-all rubberband-cli python3-numpy unzip time
 )
 

@@ -1,0 +1,88 @@
+#pragma once
+// Sequence matching of a query's window embeddings against the references' (the embedding stage).
+// Each query window's nearest reference windows vote for a (reference, time offset); the best
+// candidates are then scored over the whole aligned sequence with the full-precision vectors:
+// the mean, over the query's windows, of the similarity to the reference window at the aligned
+// time. A single window can look like many places; a sequence that stays aligned cannot.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "earmark/index/vector_index.h"
+
+namespace earmark {
+
+// Vector ids: reference ordinal in the high bits, window number in the low 24 (2.3 h of
+// windows at a 0.5 s hop... per reference: 8.4 M windows).
+constexpr int kWindowBits = 24;
+inline int64_t window_id(uint32_t reference, uint32_t window) {
+  return (int64_t(reference) << kWindowBits) | int64_t(window);
+}
+inline uint32_t reference_of(int64_t id) { return uint32_t(id >> kWindowBits); }
+inline uint32_t window_of(int64_t id) { return uint32_t(id & ((int64_t(1) << kWindowBits) - 1)); }
+
+// The references' full-precision window vectors (for re-scoring), each reference's rows
+// contiguous, windows reference_hop_s apart.
+class ReferenceVectors {
+ public:
+  virtual ~ReferenceVectors() = default;
+  virtual size_t windows(uint32_t reference) const = 0;  // 0 for an unknown or removed one
+  virtual const float* vector(uint32_t reference, size_t window) const = 0;
+};
+
+struct EmbeddingMatchOptions {
+  int neighbours = 16;      // per query window
+  int candidates = 24;      // (reference, offset) pairs scored over the whole sequence
+  double vote_floor = 0.3;  // similarities below this do not vote
+  // The matched segment: the run of aligned query windows that maximises the sum of
+  // (similarity - segment_floor). A reference excerpt inside unrelated audio is scored on its
+  // own span, not diluted by the rest of the query.
+  // Similarities are taken relative to each query window's background: the similarity of its
+  // last (neighbours-th) neighbour. A window that resembles much of the catalogue (silence, a
+  // drone, noise) then counts for little, a window that singles one place out for much.
+  double segment_floor = 0.1;
+  double min_score = 0.0;  // matches scoring below are dropped (the scanner decides)
+  int max_matches = 10;
+};
+
+struct EmbeddingMatch {
+  uint32_t reference = 0;
+  double offset_s = 0;  // reference time minus query time
+  double query_start = 0, query_end = 0;
+  double score = 0;   // mean aligned similarity over the matched segment's windows
+  double margin = 0;  // mean of (similarity - background) over the segment
+  int windows = 0;    // query windows in the matched segment
+  // Sum of (similarity - background - segment_floor) over the segment: grows with both how
+  // distinct and how long the match is.
+  double evidence = 0;
+};
+
+class EmbeddingMatcher {
+ public:
+  EmbeddingMatcher(const VectorIndex& index, const ReferenceVectors& vectors,
+                   double reference_hop_s, const EmbeddingMatchOptions& options = {});
+  // query: windows x dim row-major, windows query_hop_s apart; window_s is a window's length.
+  std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
+                                    double window_s) const;
+
+ private:
+  // Per-window similarity of the query at `offset` against one reference (-2 where the window
+  // falls outside the reference).
+  void aligned_similarities(const float* query, size_t windows, double query_hop_s, uint32_t ref,
+                            double offset, std::vector<float>& out) const;
+  // The best segment of (similarity - background); backgrounds are per window.
+  // The best segment of those similarities: its mean, first and last window.
+  struct Segment {
+    double mean = -2, margin = 0, gain = -1e300;
+    size_t first = 0, last = 0;
+  };
+  Segment best_segment(const std::vector<float>& similarities,
+                       const std::vector<float>& background) const;
+
+  const VectorIndex& index_;
+  const ReferenceVectors& vectors_;
+  double reference_hop_s_;
+  EmbeddingMatchOptions options_;
+};
+
+}  // namespace earmark

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "earmark/common/error.h"
+#include "earmark/embeddings/fingerprint_net.h"
 #include "earmark/engine/database.h"
 #include "earmark/engine/indexer.h"
 #include "earmark/engine/scanner.h"
@@ -234,6 +235,17 @@ int main(int argc, char** argv) {
   cmd_index->add_option("-j,--threads", threads, "parallel decoders")->check(CLI::Range(1, 256));
   cmd_index->add_option("--set", settings, "landmark setting key=value for a new index")
       ->allow_extra_args(false);
+  std::string index_stages = "landmark,embedding", weights = default_fingerprint_weights();
+  int embedding_hop = 50;
+  cmd_index
+      ->add_option("--stages", index_stages,
+                   "stages a new index holds: landmark or landmark,embedding")
+      ->check(CLI::IsMember({"landmark", "landmark,embedding"}));
+  cmd_index->add_option("--weights", weights, "fingerprint network weights (embedding stage)");
+  cmd_index
+      ->add_option("--embedding-hop", embedding_hop,
+                   "reference window hop of a new index, in 10 ms frames (10-100)")
+      ->check(CLI::Range(10, 100));
 
   // scan
   auto* cmd_scan = app.add_subcommand("scan", "find catalogued references in files");
@@ -270,6 +282,15 @@ int main(int argc, char** argv) {
   cmd_scan->add_option("--max-matches", max_matches, "matches reported per file")
       ->check(CLI::Range(1, 10000));
   cmd_scan->add_option("--timing", timing_path, "write per-query timings (JSON) to this file");
+  std::string scan_stages = "landmark,embedding";
+  double threshold_embedding = -100;
+  cmd_scan
+      ->add_option("--stages", scan_stages,
+                   "landmark, or landmark,embedding (where the index has vectors)")
+      ->check(CLI::IsMember({"landmark", "landmark,embedding"}));
+  cmd_scan->add_option("--weights", weights, "fingerprint network weights (embedding stage)");
+  cmd_scan->add_option("--threshold-embedding", threshold_embedding,
+                       "decision value an embedding-only match needs (margin + 0.05 ln windows)");
 
   auto* cmd_list = app.add_subcommand("list", "list the catalogue");
   std::string list_format = "table";
@@ -359,6 +380,15 @@ int main(int argc, char** argv) {
       Progress progress(requests.size());
       IndexOptions opts;
       opts.threads = threads;
+      if (index_stages == "landmark,embedding" && !db->embedding_spec()) {
+        if (db->references().empty()) {
+          auto net = load_fingerprint_net(weights, 1);
+          db->enable_embeddings(embedding_spec_of(*net, weights, embedding_hop));
+        } else {
+          spdlog::info("index {} was built without the embedding stage: landmarks only", index_dir);
+        }
+      }
+      if (db->embedding_spec()) opts.embedding_weights = weights;
       opts.progress = [&](size_t done, size_t total, const IndexResult& r) {
         if (r.outcome == IndexOutcome::kFailed)
           spdlog::error("{}", r.message);
@@ -403,6 +433,9 @@ int main(int argc, char** argv) {
       if (threshold_constellation >= 0) opts.constellation.min_score = threshold_constellation;
       if (threshold_growth >= 0) opts.threshold_growth = threshold_growth;
       opts.logo_templates = !no_templates;
+      opts.embedding = scan_stages == "landmark,embedding";
+      opts.embedding_weights = weights;
+      if (threshold_embedding > -100) opts.embedding_threshold = threshold_embedding;
       opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();

@@ -804,5 +804,41 @@ TEST_F(CliTest, KillDuringCompactLeavesAUsableIndex) {
   EXPECT_GT(killed, 0);
 }
 
+// The embedding stage, on by default: landmark matches carry its verification, an index built
+// with --stages landmark has none, and weights other than the index's are refused.
+TEST_F(CliTest, EmbeddingStageVerifiesMatchesAndChecksItsModel) {
+  const std::string query = excerpt("tune-10", 302, 20.0, 10.0);
+  CommandResult r = on(index(), "scan --format json " + q(query));
+  ASSERT_EQ(r.status, 0) << show(r);
+  json j = parse_or_null(r.out);
+  ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
+  const json& m = j[0]["matches"][0];
+  EXPECT_EQ(m["ref"], "D0043");
+  EXPECT_EQ(m["stage"], "landmark");
+  EXPECT_GE(m["evidence"]["embedding_windows"].get<int>(), 10) << show(r);
+  EXPECT_GT(m["evidence"]["embedding_margin"].get<double>(), 0.1) << show(r);
+
+  // Without the stage: the same match, without its evidence.
+  CommandResult plain = on(index(), "scan --stages landmark --format json " + q(query));
+  json p = parse_or_null(plain.out);
+  ASSERT_TRUE(p.is_array() && !p[0]["matches"].empty()) << show(plain);
+  EXPECT_EQ(p[0]["matches"][0]["ref"], "D0043");
+  EXPECT_FALSE(p[0]["matches"][0]["evidence"].contains("embedding_margin"));
+
+  // Weights that differ from the index's by one byte: refused, saying so.
+  const std::string weights =
+      std::string(EARMARK_SOURCE_DIR) + "/models/fingerprint_net.safetensors";
+  std::string bytes = read_file(weights);
+  ASSERT_GT(bytes.size(), 1000u);
+  bytes[bytes.size() - 7] ^= 0x01;
+  const std::string other = path("scratch/other.safetensors");
+  write_file(other, bytes);
+  CommandResult refused = on(index(), "scan --weights " + q(other) + " " + q(query));
+  EXPECT_EQ(refused.status, 2) << show(refused);
+  EXPECT_NE(refused.err.find("another embedding model"), std::string::npos) << show(refused);
+  // A landmark-only scan does not need them.
+  EXPECT_EQ(on(index(), "scan --stages landmark --weights " + q(other) + " " + q(query)).status, 0);
+}
+
 }  // namespace
 }  // namespace earmark

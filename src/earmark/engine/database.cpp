@@ -132,8 +132,30 @@ void Database::load() {
   }
   logos_.clear();
   logo_refs_.clear();
-  std::map<int64_t, size_t> by_key;
-  for (size_t i = 0; i < references_.size(); ++i) by_key[references_[i].key] = i;
+  by_key_.clear();
+  for (size_t i = 0; i < references_.size(); ++i) by_key_[references_[i].key] = i;
+  const auto& by_key = by_key_;
+  embedding_spec_ = nlohmann::json();
+  embeddings_.reset();
+  if (auto spec = catalogue_->meta("embedding")) {
+    embedding_spec_ = nlohmann::json::parse(*spec, nullptr, false);
+    if (embedding_spec_.is_discarded() || !embedding_spec_.is_object())
+      throw Error("index " + dir_ + " has unreadable embedding settings");
+    const int dim = embedding_spec_.value("dim", 0);
+    const int hop = embedding_spec_.value("hop_frames", 0);
+    if (dim < 2 || hop < 1) throw Error("index " + dir_ + " has bad embedding settings");
+    embeddings_ = std::make_unique<ReferenceEmbeddings>(dim, hop * 0.01);
+    for (auto& [key, blob] : catalogue_->embeddings()) {
+      if (!by_key.count(key)) continue;
+      if (blob.size() % (sizeof(float) * size_t(dim)) != 0)
+        throw Error("index " + dir_ + ": damaged embeddings of reference " +
+                    references_[by_key.at(key)].id);
+      std::vector<float> v(blob.size() / sizeof(float));
+      std::memcpy(v.data(), blob.data(), blob.size());
+      embeddings_->add(uint32_t(key), std::move(v));
+    }
+    embeddings_->finish();
+  }
   for (const auto& [key, blob] : catalogue_->logo_templates()) {
     auto it = by_key.find(key);
     if (it == by_key.end()) continue;
@@ -171,9 +193,13 @@ size_t Database::add(std::vector<NewReference>& refs) {
   for (const NewReference& r : refs) total += r.landmarks.size();
   entries.reserve(total);
   std::vector<Reference> metas;
-  std::vector<std::string> templates;
+  std::vector<std::string> templates, embeddings;
   for (NewReference& r : refs) {
     templates.push_back(r.logo_template);
+    if (embedding_spec() && r.embeddings.empty())
+      throw Error("index " + dir_ + " has the embedding stage: " + r.meta.id + " has no vectors");
+    embeddings.emplace_back(reinterpret_cast<const char*>(r.embeddings.data()),
+                            r.embeddings.size() * sizeof(float));
     r.meta.frame_base = base;
     for (const Landmark& l : r.landmarks) {
       if (l.frame >= r.meta.frame_count) continue;
@@ -187,9 +213,28 @@ size_t Database::add(std::vector<NewReference>& refs) {
   nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
   std::string name = new_segment_name();
   SegmentWriteStats ws = write_segment(segment_path(name), entries, settings, bucket_cap_);
-  catalogue_->commit_add(metas, name, base, templates);
+  catalogue_->commit_add(metas, name, base, templates, embeddings);
   load();
   return ws.capped_entries;
+}
+
+void Database::enable_embeddings(const nlohmann::json& spec) {
+  WriterLock lock(dir_);
+  if (auto have = catalogue_->meta("embedding")) {
+    if (nlohmann::json::parse(*have, nullptr, false) != spec)
+      throw Error("index " + dir_ + " holds vectors of another embedding model (" + *have + ")");
+    return;
+  }
+  if (catalogue_->count() > 0)
+    throw Error("index " + dir_ +
+                " was built without the embedding stage; build a new index to use it");
+  catalogue_->set_meta("embedding", spec.dump());
+  load();
+}
+
+long Database::reference_index(int64_t key) const {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? -1 : long(it->second);
 }
 
 std::vector<Reference> Database::remove(const std::vector<std::string>& ids) {

@@ -6,10 +6,12 @@
 //   <dir>/catalogue.sqlite   references, segment list, settings, sound-logo templates
 //   <dir>/segments/*.emk     landmark segments (see index/segment.h)
 //   <dir>/LOCK               flock()ed by add / remove / compact
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "earmark/index/reference_embeddings.h"
 #include "earmark/index/segment.h"
 #include "earmark/landmarks/landmark_params.h"
 #include "earmark/landmarks/triplet.h"
@@ -25,6 +27,7 @@ struct NewReference {
   Reference meta;                   // frame_base is assigned by add()
   std::vector<Landmark> landmarks;  // frames local to the reference
   std::string logo_template;        // serialised LogoTemplate; empty when it has none
+  std::vector<float> embeddings;    // window vectors of the embedding stage; empty without it
 };
 
 struct DatabaseStats {
@@ -70,6 +73,18 @@ class Database {
 
   size_t bucket_cap() const { return bucket_cap_; }
 
+  // The embedding stage: its settings ({"model", "weights_digest", "dim", "window_frames",
+  // "hop_frames"}) when the index has one, else null; and the reference vectors.
+  const nlohmann::json* embedding_spec() const {
+    return embedding_spec_.is_null() ? nullptr : &embedding_spec_;
+  }
+  const ReferenceEmbeddings* embeddings() const { return embeddings_.get(); }
+  // Turns the embedding stage on for an index that has no references yet. Throws earmark::Error
+  // for an index that already has references without vectors or another model's vectors.
+  void enable_embeddings(const nlohmann::json& spec);
+  // Position in references() of the reference with this catalogue key (-1: none).
+  long reference_index(int64_t key) const;
+
  private:
   Database() = default;
   void load();
@@ -86,6 +101,9 @@ class Database {
   std::unique_ptr<SegmentSet> segments_;
   std::vector<LogoTemplate> logos_;
   std::vector<size_t> logo_refs_;
+  nlohmann::json embedding_spec_;
+  std::unique_ptr<ReferenceEmbeddings> embeddings_;
+  std::map<int64_t, size_t> by_key_;
 };
 
 // Exclusive advisory lock on <dir>/LOCK for the lifetime of the object.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,8 @@
 
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
+#include "earmark/embeddings/fingerprint_net.h"
+#include "earmark/embeddings/window_embedder.h"
 #include "earmark/landmarks/landmark_extractor.h"
 #include "earmark/matching/logo_template.h"
 
@@ -71,10 +74,20 @@ class ReferenceConsumer : public AudioConsumer {
   void build_logo_template(const LandmarkParams& params) {
     logo_ = std::make_unique<LogoTemplate::Builder>(params);
   }
+  // The embedding stage's windows, embedded as the audio streams by.
+  void embed_with(Embedder& embedder, int hop_frames) {
+    windows_ = std::make_unique<WindowEmbedder>(embedder, hop_frames, 128);
+  }
   void consume(const float* x, size_t n) override {
     digest_.update(x, n);
     extractor_.consume(x, n);
+    if (windows_) windows_->consume(x, n);
     samples_ += n;
+  }
+  std::vector<float> embeddings() {
+    if (!windows_) return {};
+    windows_->finish();
+    return windows_->vectors();
   }
   std::optional<LogoTemplate> logo_template() { return logo_ ? logo_->finish() : std::nullopt; }
   void finish() {
@@ -101,6 +114,7 @@ class ReferenceConsumer : public AudioConsumer {
   bool layered_;
   AudioDigest digest_;
   std::unique_ptr<LogoTemplate::Builder> logo_;
+  std::unique_ptr<WindowEmbedder> windows_;
   size_t samples_ = 0;
 };
 
@@ -109,7 +123,8 @@ struct Work {
   std::optional<NewReference> ref;
 };
 
-Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
+Work fingerprint(const IndexRequest& req, const LandmarkParams& params, Embedder* embedder,
+                 int hop_frames) {
   Work w;
   w.result.request = req;
   std::string stem = std::filesystem::path(req.path).stem().string();
@@ -127,8 +142,10 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
     const double duration = decoder.info().duration_s;
     ReferenceConsumer consumer(params.reference_layers(duration, trademark), ref.landmarks);
     if (params.is_short(duration, trademark)) consumer.build_logo_template(params);
+    if (embedder) consumer.embed_with(*embedder, hop_frames);
     decoder.run(consumer);
     consumer.finish();
+    ref.embeddings = consumer.embeddings();
     if (auto logo = consumer.logo_template()) ref.logo_template = logo->serialise();
     const size_t samples = consumer.samples();
     if (samples < size_t(params.sample_rate) / 4)
@@ -157,6 +174,27 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params) {
 
 }  // namespace
 
+nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
+                                 int hop_frames) {
+  // The weights' identity: a digest of the file, so retrained weights of the same shape are told
+  // apart from the ones the index holds.
+  std::ifstream in(weights, std::ios::binary);
+  if (!in) throw Error("cannot read embedding weights " + weights);
+  uint64_t h = 1469598103934665603ULL;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ uint8_t(buf[i])) * 1099511628211ULL;
+    if (!in) break;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return {{"model", embedder.name()},
+          {"weights_digest", hex},
+          {"dim", embedder.dim()},
+          {"window_frames", embedder.window_frames()},
+          {"hop_frames", hop_frames}};
+}
+
 std::string audio_content_hash(const std::vector<float>& samples) {
   AudioDigest d;
   d.update(samples.data(), samples.size());
@@ -178,9 +216,25 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
   std::atomic<size_t> next{0};
   const size_t max_ahead = size_t(threads) * 4;  // bounds memory held in finished work
   size_t consumed = 0;
+  // The embedding stage: one network per worker (an Embedder is not thread-safe), checked
+  // against the model the index was built with.
+  const nlohmann::json* spec = db.embedding_spec();
+  if (spec && options.embedding_weights.empty())
+    throw Error("index " + db.dir() + " has the embedding stage: weights are needed");
+  std::vector<std::unique_ptr<Embedder>> embedders;
+  if (spec) {
+    for (int t = 0; t < threads; ++t) {
+      embedders.push_back(load_fingerprint_net(options.embedding_weights, 1));
+      if (t == 0 && embedding_spec_of(*embedders[0], options.embedding_weights,
+                                      spec->value("hop_frames", 0)) != *spec)
+        throw Error("index " + db.dir() + " was embedded with another model: " + spec->dump());
+    }
+  }
+  const int hop_frames = spec ? spec->value("hop_frames", 50) : 0;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
+    pool.emplace_back([&, t] {
+      Embedder* embedder = spec ? embedders[size_t(t)].get() : nullptr;
       for (;;) {
         size_t i;
         {
@@ -189,7 +243,7 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
           i = next++;
         }
         if (i >= total) return;
-        Work w = fingerprint(requests[i], params);
+        Work w = fingerprint(requests[i], params, embedder, hop_frames);
         std::lock_guard<std::mutex> lk(mu);
         ready.emplace(i, std::move(w));
         cv.notify_all();

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/embeddings/embedder.h"
 #include "earmark/engine/database.h"
 
 namespace earmark {
@@ -30,6 +31,8 @@ struct IndexResult {
 struct IndexOptions {
   int threads = 2;
   size_t batch_entries = 8u << 20;  // landmarks per segment before a commit
+  // Weights of the embedding stage's network, needed when the index has that stage.
+  std::string embedding_weights;
   // Called from the calling thread after each file: (done, total, result).
   std::function<void(size_t, size_t, const IndexResult&)> progress;
 };
@@ -43,6 +46,10 @@ struct IndexSummary {
 
 IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests,
                          const IndexOptions& options = {});
+
+// The embedding settings an index records for a network, its weight file and the reference hop.
+nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
+                                 int hop_frames);
 
 // Hex digest of decoded audio, for "same audio" detection.
 std::string audio_content_hash(const std::vector<float>& samples);

@@ -7,6 +7,9 @@
 
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
+#include "earmark/embeddings/fingerprint_net.h"
+#include "earmark/embeddings/window_embedder.h"
+#include "earmark/engine/indexer.h"
 #include "earmark/landmarks/landmark_extractor.h"
 
 namespace earmark {
@@ -30,7 +33,8 @@ double ms_since(Clock::time_point t0) {
 class QueryConsumer : public AudioConsumer {
  public:
   QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher,
-                ContrastSpectrogram* contrast, LogoPeakMatcher* constellations)
+                ContrastSpectrogram* contrast, LogoPeakMatcher* constellations,
+                WindowEmbedder* windows)
       : extractor_(
             layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); },
             [contrast](int, const float* log_power) {
@@ -39,10 +43,12 @@ class QueryConsumer : public AudioConsumer {
             [constellations](const std::vector<SpectralPeak>& peaks, int watermark) {
               if (constellations) constellations->push_peaks(peaks, watermark);
             }),
-        contrast_(contrast) {}
+        contrast_(contrast),
+        windows_(windows) {}
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
     extractor_.consume(x, n);
+    if (windows_) windows_->consume(x, n);
     samples_ += n;
     downstream_ms_ += ms_since(t0);
   }
@@ -50,6 +56,7 @@ class QueryConsumer : public AudioConsumer {
     auto t0 = Clock::now();
     extractor_.finish();
     if (contrast_) contrast_->finish();
+    if (windows_) windows_->finish();
     downstream_ms_ += ms_since(t0);
   }
   size_t samples() const { return samples_; }
@@ -58,6 +65,7 @@ class QueryConsumer : public AudioConsumer {
  private:
   LayeredExtractor extractor_;
   ContrastSpectrogram* contrast_;
+  WindowEmbedder* windows_;
   size_t samples_ = 0;
   double downstream_ms_ = 0;
 };
@@ -66,6 +74,20 @@ class QueryConsumer : public AudioConsumer {
 
 Scanner::Scanner(const Database& db, const ScanOptions& options)
     : db_(db), options_(options), query_params_(db.params().for_query()) {
+  if (options_.embedding && db.embedding_spec()) {
+    const std::string weights = options_.embedding_weights.empty() ? default_fingerprint_weights()
+                                                                   : options_.embedding_weights;
+    embedder_ = load_fingerprint_net(weights, 1);
+    const nlohmann::json have =
+        embedding_spec_of(*embedder_, weights, db.embedding_spec()->value("hop_frames", 0));
+    if (have != *db.embedding_spec())
+      throw Error("index " + db.dir() + " holds vectors of another embedding model (" +
+                  db.embedding_spec()->dump() + "); these weights are " + have.dump());
+    if (options_.embedding_hop_frames < 1 || options_.embedding_hop_frames > 100)
+      throw Error("the query embedding hop must be 1 to 100 frames");
+    if (!(options_.embedding_threshold > -10 && options_.embedding_threshold < 10))
+      throw Error("the embedding threshold must be in (-10, 10)");
+  }
   if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
   for (double t : {options_.min_score_music, options_.min_score_trademark, options_.min_score_other,
                    options_.logo.min_score})
@@ -213,8 +235,14 @@ ScanResult Scanner::scan(const std::string& path) const {
       candidates.min_score *= candidate_share();
       constellations = std::make_unique<LogoPeakMatcher>(logos_, candidates);
     }
+    std::unique_ptr<std::lock_guard<std::mutex>> embed_lock;
+    std::unique_ptr<WindowEmbedder> windows;
+    if (embedder_) {
+      embed_lock = std::make_unique<std::lock_guard<std::mutex>>(embedder_mutex_);
+      windows = std::make_unique<WindowEmbedder>(*embedder_, options_.embedding_hop_frames, 64);
+    }
     QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get(),
-                           constellations.get());
+                           constellations.get(), windows.get());
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
@@ -247,6 +275,12 @@ ScanResult Scanner::scan(const std::string& path) const {
       result.matches.push_back(s);
     }
     add_logo_matches(logo_matcher.get(), contrast.get(), constellations.get(), result.matches);
+    if (windows && db_.embeddings()) {
+      auto te = Clock::now();
+      add_embedding_matches(windows->vectors(), windows->windows(), windows->window_seconds(),
+                            result.duration_s, result.matches);
+      match_ms += ms_since(te);
+    }
     std::stable_sort(result.matches.begin(), result.matches.end(),
                      [](const ScanMatch& a, const ScanMatch& b) { return a.score > b.score; });
     if (int(result.matches.size()) > options_.max_matches)
@@ -262,6 +296,54 @@ ScanResult Scanner::scan(const std::string& path) const {
   return result;
 }
 
+void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t windows,
+                                    double window_s, double duration_s,
+                                    std::vector<ScanMatch>& matches) const {
+  const ReferenceEmbeddings& store = *db_.embeddings();
+  if (windows == 0 || store.vectors() == 0) return;
+  EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
+  const double hop_s = options_.embedding_hop_frames * 0.01;
+  const auto& refs = db_.references();
+  // Search first: it also fixes each query window's background for the verifications.
+  const std::vector<EmbeddingMatch> found = matcher.match(vectors.data(), windows, hop_s, window_s);
+  bool has_music = false;
+  for (ScanMatch& m : matches) {
+    if (m.content_type == ContentType::kTrademark) continue;
+    has_music = true;
+    auto ref = std::find_if(refs.begin(), refs.end(),
+                            [&m](const Reference& r) { return r.id == m.ref_id; });
+    if (ref == refs.end()) continue;
+    const EmbeddingMatch e = matcher.score_at(vectors.data(), windows, hop_s, window_s,
+                                              uint32_t(ref->key), m.ref_start - m.query_start);
+    m.embedding_margin = e.margin;
+    m.embedding_windows = e.windows;
+  }
+  if (has_music || found.empty()) return;
+  for (const EmbeddingMatch& e : found) {
+    const double decision = e.margin + 0.05 * std::log(std::max(1, e.windows));
+    if (decision < options_.embedding_threshold) continue;
+    const long i = db_.reference_index(int64_t(e.reference));
+    if (i < 0) continue;
+    const Reference& ref = refs[size_t(i)];
+    if (ref.content_type == ContentType::kTrademark) continue;  // logos have their own stages
+    ScanMatch s;
+    s.ref_id = ref.id;
+    s.title = ref.title;
+    s.content_type = ref.content_type;
+    s.query_start = e.query_start;
+    s.query_end = std::min(e.query_end, duration_s);
+    s.ref_start = e.query_start + e.offset_s;
+    s.ref_end = s.query_end + e.offset_s;
+    // On the landmark scale: the threshold of the type and length is reached where the decision
+    // value reaches its own threshold.
+    s.score = min_score(ref.content_type, duration_s) * decision / options_.embedding_threshold;
+    s.stage = "embedding";
+    s.embedding_margin = e.margin;
+    s.embedding_windows = e.windows;
+    matches.push_back(s);
+  }
+}
+
 nlohmann::json to_json(const ScanMatch& m) {
   auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
   nlohmann::json evidence = nlohmann::json::object();
@@ -274,6 +356,10 @@ nlohmann::json to_json(const ScanMatch& m) {
   if (m.stage == "template" || m.template_score > 0) {
     evidence["correlation"] = r3(m.correlation);
     evidence["template_score"] = r3(m.template_score);
+  }
+  if (m.embedding_windows > 0) {
+    evidence["embedding_margin"] = r3(m.embedding_margin);
+    evidence["embedding_windows"] = m.embedding_windows;
   }
   if (m.stage == "constellation" || m.constellation_score > 0) {
     evidence["votes"] = m.votes;

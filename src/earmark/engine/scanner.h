@@ -3,11 +3,14 @@
 // landmark extractor (query density) and the matcher, and, when the catalogue holds sound logos,
 // through their dense template and constellation matchers too; reports every segment that
 // matches, best first.
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "earmark/embeddings/embedder.h"
 #include "earmark/engine/database.h"
+#include "earmark/matching/embedding_matcher.h"
 #include "earmark/matching/landmark_matcher.h"
 #include "earmark/matching/logo_matcher.h"
 #include "earmark/matching/logo_peak_matcher.h"
@@ -44,6 +47,16 @@ struct ScanOptions {
   // template_score / logo.min_score + constellation_score / constellation.min_score reaches this.
   // Set on the development split (2,520 queries), where no negative's pair reached 1.27.
   double logo_agreement = 1.4;
+  // The embedding stage, where the index has one: every landmark match gets its embedding score
+  // as evidence, and a query in which landmarks find no music or other reference is searched by
+  // embedding alone. Its decision value is the matched segment's mean margin over the background
+  // plus 0.05 ln(windows), so longer segments need less margin; the threshold was set on the
+  // development split, where no negative reached 0.305.
+  bool embedding = true;
+  std::string embedding_weights;  // empty: default_fingerprint_weights()
+  int embedding_hop_frames = 10;  // query windows every 0.1 s
+  double embedding_threshold = 0.31;
+  EmbeddingMatchOptions embedding_match;
 };
 
 struct ScanMatch {
@@ -73,6 +86,11 @@ struct ScanMatch {
   // the score on its own scale.
   int votes = 0;
   double constellation_score = 0;
+  // The embedding stage's view ("embedding" stage, or verification of another stage's match):
+  // mean margin of the aligned segment over each window's background, and its window count
+  // (0: not scored).
+  double embedding_margin = 0;
+  int embedding_windows = 0;
 };
 
 struct ScanResult {
@@ -107,8 +125,14 @@ class Scanner {
   ScanMatch logo_match(size_t logo, double query_start, double length) const;
   // Adds a logo match, or merges it into a match of the same logo and occurrence found before.
   static void merge_logo_match(const ScanMatch& s, std::vector<ScanMatch>& matches);
+  // The embedding stage's part of a scan: verification of the matches found, and a search when
+  // no music or other reference was found.
+  void add_embedding_matches(const std::vector<float>& vectors, size_t windows, double window_s,
+                             double duration_s, std::vector<ScanMatch>& matches) const;
   const Database& db_;
   ScanOptions options_;
+  std::unique_ptr<Embedder> embedder_;  // null without the embedding stage
+  mutable std::mutex embedder_mutex_;   // an Embedder is not thread-safe
   LandmarkParams query_params_;
   std::vector<const LogoTemplate*> logos_;
 };

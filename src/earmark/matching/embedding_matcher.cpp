@@ -87,6 +87,41 @@ EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
   return best;
 }
 
+EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, double query_hop_s,
+                                          double window_s, uint32_t reference,
+                                          double offset_s) const {
+  if (background_.size() != windows) {
+    // Backgrounds come from a search; a direct call makes its own.
+    const int k = options_.neighbours;
+    std::vector<float> sims(windows * size_t(k));
+    std::vector<int64_t> ids(windows * size_t(k));
+    if (windows > 0 && index_.size() > 0) index_.search(query, windows, k, sims.data(), ids.data());
+    background_.assign(windows, 0.0f);
+    for (size_t j = 0; j < windows && index_.size() > 0; ++j)
+      background_[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
+  }
+  EmbeddingMatch best;
+  double best_gain = -1e300;
+  std::vector<float> sims_at;
+  const int64_t centre = std::llround(offset_s / query_hop_s);
+  for (int64_t d = -2; d <= 2; ++d) {
+    const double offset = double(centre + d) * query_hop_s;
+    aligned_similarities(query, windows, query_hop_s, reference, offset, sims_at);
+    const Segment seg = best_segment(sims_at, background_);
+    if (seg.mean < -1.5 || seg.gain <= best_gain) continue;
+    best_gain = seg.gain;
+    best.reference = reference;
+    best.offset_s = offset;
+    best.score = seg.mean;
+    best.evidence = seg.gain;
+    best.margin = seg.margin;
+    best.windows = int(seg.last - seg.first + 1);
+    best.query_start = double(seg.first) * query_hop_s;
+    best.query_end = double(seg.last) * query_hop_s + window_s;
+  }
+  return best;
+}
+
 std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t windows,
                                                     double query_hop_s, double window_s) const {
   std::vector<EmbeddingMatch> out;
@@ -96,8 +131,9 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   std::vector<int64_t> ids(windows * size_t(k));
   index_.search(query, windows, k, sims.data(), ids.data());
 
-  std::vector<float> background(windows);
-  for (size_t j = 0; j < windows; ++j) background[j] = std::max(0.0f, sims[j * k + k - 1]);
+  background_.assign(windows, 0.0f);
+  for (size_t j = 0; j < windows; ++j)
+    background_[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
 
   // Votes on (reference, offset), offsets in query hops.
   std::map<std::pair<uint32_t, int64_t>, double> votes;
@@ -116,30 +152,12 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
             [](const auto& a, const auto& b) { return a.first > b.first; });
   if (ranked.size() > size_t(options_.candidates)) ranked.resize(size_t(options_.candidates));
 
-  // Each candidate scored over its best segment; the offset refined to the query hop around it.
+  // Each candidate scored over its best segment, its offset refined to the query hop.
   std::vector<EmbeddingMatch> scored;
-  std::vector<float> sims_at;
   for (const auto& [v, key] : ranked) {
-    EmbeddingMatch best;
-    double best_gain = -1e300;
-    for (int64_t d = -2; d <= 2; ++d) {
-      const double offset = double(key.second + d) * query_hop_s;
-      aligned_similarities(query, windows, query_hop_s, key.first, offset, sims_at);
-      const Segment seg = best_segment(sims_at, background);
-      if (seg.mean < -1.5) continue;
-      if (seg.gain > best_gain) {
-        best_gain = seg.gain;
-        best.reference = key.first;
-        best.offset_s = offset;
-        best.score = seg.mean;
-        best.evidence = seg.gain;
-        best.margin = seg.margin;
-        best.windows = int(seg.last - seg.first + 1);
-        best.query_start = double(seg.first) * query_hop_s;
-        best.query_end = double(seg.last) * query_hop_s + window_s;
-      }
-    }
-    if (best_gain > -1e300) scored.push_back(best);
+    EmbeddingMatch m = score_at(query, windows, query_hop_s, window_s, key.first,
+                                double(key.second) * query_hop_s);
+    if (m.windows > 0) scored.push_back(m);
   }
   std::sort(scored.begin(), scored.end(),
             [](const auto& a, const auto& b) { return a.evidence > b.evidence; });

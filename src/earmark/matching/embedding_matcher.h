@@ -41,6 +41,9 @@ struct EmbeddingMatchOptions {
   // last (neighbours-th) neighbour. A window that resembles much of the catalogue (silence, a
   // drone, noise) then counts for little, a window that singles one place out for much.
   double segment_floor = 0.1;
+  // The background is at least this: in a small catalogue the 16th neighbour is far off even for
+  // windows that resemble much music, and margins over it would mean little.
+  double background_floor = 0.5;
   double min_score = 0.0;  // matches scoring below are dropped (the scanner decides)
   int max_matches = 10;
 };
@@ -64,6 +67,11 @@ class EmbeddingMatcher {
   // query: windows x dim row-major, windows query_hop_s apart; window_s is a window's length.
   std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
                                     double window_s) const;
+  // The query scored against one reference at about one offset (refined by up to two query hops
+  // either way): how another stage's candidate looks to this one. windows == 0 in the result
+  // when the query does not overlap the reference there.
+  EmbeddingMatch score_at(const float* query, size_t windows, double query_hop_s, double window_s,
+                          uint32_t reference, double offset_s) const;
 
  private:
   // Per-window similarity of the query at `offset` against one reference (-2 where the window
@@ -81,6 +89,8 @@ class EmbeddingMatcher {
 
   const VectorIndex& index_;
   const ReferenceVectors& vectors_;
+  // Each query window's background similarity, from the last search (one matcher per query).
+  mutable std::vector<float> background_;
   double reference_hop_s_;
   EmbeddingMatchOptions options_;
 };

@@ -64,7 +64,10 @@ struct World {
 
 TEST(EmbeddingMatcher, FindsTheExcerptItsSpanAndOffset) {
   World world;
-  EmbeddingMatcher matcher(*world.index, world.store, 0.5);
+  // Random directions in 32 dimensions: the background is near 0, not a large catalogue's.
+  EmbeddingMatchOptions o;
+  o.background_floor = 0.0;
+  EmbeddingMatcher matcher(*world.index, world.store, 0.5, o);
   // 2 s of unrelated audio, then 3 s of reference 2 from 7.3 s, then 1 s unrelated; 0.1 s hop.
   std::vector<float> q(60 * kDim);
   for (size_t j = 0; j < 60; ++j) {

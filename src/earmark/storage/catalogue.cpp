@@ -124,6 +124,8 @@ Catalogue::Catalogue(const std::string& path) : path_(path) {
         "CREATE TABLE IF NOT EXISTS removed (frame_base INTEGER PRIMARY KEY,"
         " frame_count INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS logo_templates (ref_key INTEGER PRIMARY KEY,"
+        " data BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS embeddings (ref_key INTEGER PRIMARY KEY,"
         " data BLOB NOT NULL);");
   } catch (...) {
     sqlite3_close(db_);
@@ -208,10 +210,20 @@ uint64_t Catalogue::next_frame_base() const {
   return v ? std::stoull(*v) : 0;
 }
 
+std::vector<std::pair<int64_t, std::string>> Catalogue::embeddings() const {
+  Statement s(db_, "SELECT ref_key, data FROM embeddings ORDER BY ref_key", path_);
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (s.step()) out.emplace_back(s.integer(0), s.blob(1));
+  return out;
+}
+
 void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string& segment,
-                           uint64_t next_frame_base, const std::vector<std::string>& templates) {
+                           uint64_t next_frame_base, const std::vector<std::string>& templates,
+                           const std::vector<std::string>& embeddings) {
   if (!templates.empty() && templates.size() != refs.size())
     throw Error("catalogue " + path_ + ": one logo template slot per reference expected");
+  if (!embeddings.empty() && embeddings.size() != refs.size())
+    throw Error("catalogue " + path_ + ": one embedding slot per reference expected");
   exec("BEGIN IMMEDIATE");
   try {
     for (size_t i = 0; i < refs.size(); ++i) {
@@ -225,9 +237,14 @@ void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string
       s.bind(5, r.duration_s).bind(6, r.content_hash).bind(7, r.added_at);
       s.bind(8, r.metadata.dump()).bind(9, int64_t(r.frame_base)).bind(10, int64_t(r.frame_count));
       s.step();
+      const int64_t key = int64_t(sqlite3_last_insert_rowid(db_));
       if (!templates.empty() && !templates[i].empty()) {
         Statement t(db_, "INSERT INTO logo_templates(ref_key, data) VALUES (?, ?)", path_);
-        t.bind(1, int64_t(sqlite3_last_insert_rowid(db_))).bind_blob(2, templates[i]).step();
+        t.bind(1, key).bind_blob(2, templates[i]).step();
+      }
+      if (!embeddings.empty() && !embeddings[i].empty()) {
+        Statement t(db_, "INSERT INTO embeddings(ref_key, data) VALUES (?, ?)", path_);
+        t.bind(1, key).bind_blob(2, embeddings[i]).step();
       }
     }
     if (!segment.empty()) {
@@ -258,6 +275,8 @@ std::vector<Reference> Catalogue::commit_remove(const std::vector<std::string>& 
       d.bind(1, r->key).step();
       Statement l(db_, "DELETE FROM logo_templates WHERE ref_key = ?", path_);
       l.bind(1, r->key).step();
+      Statement e(db_, "DELETE FROM embeddings WHERE ref_key = ?", path_);
+      e.bind(1, r->key).step();
       removed.push_back(*r);
     }
     exec("COMMIT");

@@ -58,12 +58,16 @@ class Catalogue {
   uint64_t next_frame_base() const;
   // (reference key, serialised LogoTemplate) of every reference that has a sound-logo template.
   std::vector<std::pair<int64_t, std::string>> logo_templates() const;
+  // (reference key, float32 window vectors) of every reference embedded by the embedding stage.
+  std::vector<std::pair<int64_t, std::string>> embeddings() const;
 
   // In one transaction: insert the references and their logo templates (empty: none, else one
   // blob per reference, empty for those without), register the segment holding their landmarks
   // and advance the global timeline.
+  // Likewise for embeddings: one blob of float32 window vectors per reference (empty: none).
   void commit_add(const std::vector<Reference>& refs, const std::string& segment,
-                  uint64_t next_frame_base, const std::vector<std::string>& templates = {});
+                  uint64_t next_frame_base, const std::vector<std::string>& templates = {},
+                  const std::vector<std::string>& embeddings = {});
   // Deletes the rows and records their frame ranges as removed until the next compaction.
   std::vector<Reference> commit_remove(const std::vector<std::string>& ids);
   // Swaps the segment list and forgets the removed ranges, in one transaction.

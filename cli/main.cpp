@@ -289,6 +289,9 @@ int main(int argc, char** argv) {
                    "landmark, or landmark,embedding (where the index has vectors)")
       ->check(CLI::IsMember({"landmark", "landmark,embedding"}));
   cmd_scan->add_option("--weights", weights, "fingerprint network weights (embedding stage)");
+  bool embedding_evidence = false;
+  cmd_scan->add_flag("--embedding-evidence", embedding_evidence,
+                     "score landmark matches by embedding too (evidence; slower)");
   cmd_scan->add_option("--threshold-embedding", threshold_embedding,
                        "decision value an embedding-only match needs (margin + 0.05 ln windows)");
 
@@ -435,6 +438,7 @@ int main(int argc, char** argv) {
       opts.logo_templates = !no_templates;
       opts.embedding = scan_stages == "landmark,embedding";
       opts.embedding_weights = weights;
+      opts.embedding_verify = embedding_evidence;
       if (threshold_embedding > -100) opts.embedding_threshold = threshold_embedding;
       opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);

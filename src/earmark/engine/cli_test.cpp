@@ -804,11 +804,11 @@ TEST_F(CliTest, KillDuringCompactLeavesAUsableIndex) {
   EXPECT_GT(killed, 0);
 }
 
-// The embedding stage, on by default: landmark matches carry its verification, an index built
-// with --stages landmark has none, and weights other than the index's are refused.
+// The embedding stage, on by default: landmark matches carry its verification when asked, and
+// weights other than the index's are refused.
 TEST_F(CliTest, EmbeddingStageVerifiesMatchesAndChecksItsModel) {
   const std::string query = excerpt("tune-10", 302, 20.0, 10.0);
-  CommandResult r = on(index(), "scan --format json " + q(query));
+  CommandResult r = on(index(), "scan --embedding-evidence --format json " + q(query));
   ASSERT_EQ(r.status, 0) << show(r);
   json j = parse_or_null(r.out);
   ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
@@ -818,8 +818,8 @@ TEST_F(CliTest, EmbeddingStageVerifiesMatchesAndChecksItsModel) {
   EXPECT_GE(m["evidence"]["embedding_windows"].get<int>(), 10) << show(r);
   EXPECT_GT(m["evidence"]["embedding_margin"].get<double>(), 0.1) << show(r);
 
-  // Without the stage: the same match, without its evidence.
-  CommandResult plain = on(index(), "scan --stages landmark --format json " + q(query));
+  // Without the stage, or without asking: the same match, without its evidence.
+  CommandResult plain = on(index(), "scan --format json " + q(query));
   json p = parse_or_null(plain.out);
   ASSERT_TRUE(p.is_array() && !p[0]["matches"].empty()) << show(plain);
   EXPECT_EQ(p[0]["matches"][0]["ref"], "D0043");

@@ -5,6 +5,8 @@
 //
 //   <dir>/catalogue.sqlite   references, segment list, settings, sound-logo templates
 //   <dir>/segments/*.emk     landmark segments (see index/segment.h)
+//   <dir>/embeddings.faiss   vector search index over the catalogue's embeddings (derived data,
+//                            reused while the catalogue's "embedding_index" stamp matches)
 //   <dir>/LOCK               flock()ed by add / remove / compact
 #include <map>
 #include <memory>
@@ -84,6 +86,8 @@ class Database {
   void enable_embeddings(const nlohmann::json& spec);
   // Position in references() of the reference with this catalogue key (-1: none).
   long reference_index(int64_t key) const;
+  // The search index type over the reference vectors, and its settings.
+  static VectorIndexOptions embedding_index_options();
 
  private:
   Database() = default;
@@ -91,6 +95,8 @@ class Database {
   std::string segment_path(const std::string& name) const;
   std::string new_segment_name() const;
   void remove_orphan_segments();
+  // Writes the vector search index (derived data) when load() had to build it.
+  void save_embedding_index();
 
   std::string dir_;
   LandmarkParams params_;
@@ -103,6 +109,7 @@ class Database {
   std::vector<size_t> logo_refs_;
   nlohmann::json embedding_spec_;
   std::unique_ptr<ReferenceEmbeddings> embeddings_;
+  bool embedding_index_saved_ = false;
   std::map<int64_t, size_t> by_key_;
 };
 

@@ -48,7 +48,21 @@ class QueryConsumer : public AudioConsumer {
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
     extractor_.consume(x, n);
-    if (windows_) windows_->consume(x, n);
+    if (windows_) {
+      // The embedding waits until the landmarks have had their say (most queries they settle);
+      // past 20 minutes of audio it streams, so memory stays bounded.
+      if (streaming_) {
+        windows_->consume(x, n);
+      } else {
+        deferred_.insert(deferred_.end(), x, x + n);
+        if (deferred_.size() > kDeferLimit) {
+          streaming_ = true;
+          windows_->consume(deferred_.data(), deferred_.size());
+          deferred_.clear();
+          deferred_.shrink_to_fit();
+        }
+      }
+    }
     samples_ += n;
     downstream_ms_ += ms_since(t0);
   }
@@ -56,13 +70,24 @@ class QueryConsumer : public AudioConsumer {
     auto t0 = Clock::now();
     extractor_.finish();
     if (contrast_) contrast_->finish();
-    if (windows_) windows_->finish();
     downstream_ms_ += ms_since(t0);
   }
   size_t samples() const { return samples_; }
   double downstream_ms() const { return downstream_ms_; }
+  // Whether the query's windows are already (partly) embedded, so that using them is cheap.
+  bool streaming() const { return streaming_; }
+  // Embeds whatever is still deferred and closes the window stream.
+  void embed_now() {
+    if (!windows_) return;
+    if (!deferred_.empty()) windows_->consume(deferred_.data(), deferred_.size());
+    deferred_.clear();
+    windows_->finish();
+  }
 
  private:
+  static constexpr size_t kDeferLimit = size_t(16000) * 60 * 20;
+  std::vector<float> deferred_;
+  bool streaming_ = false;
   LayeredExtractor extractor_;
   ContrastSpectrogram* contrast_;
   WindowEmbedder* windows_;
@@ -275,8 +300,13 @@ ScanResult Scanner::scan(const std::string& path) const {
       result.matches.push_back(s);
     }
     add_logo_matches(logo_matcher.get(), contrast.get(), constellations.get(), result.matches);
-    if (windows && db_.embeddings()) {
+    bool music_found = false;
+    for (const ScanMatch& m : result.matches)
+      music_found |= m.content_type != ContentType::kTrademark;
+    if (windows && db_.embeddings() &&
+        (!music_found || options_.embedding_verify || consumer.streaming())) {
       auto te = Clock::now();
+      consumer.embed_now();
       add_embedding_matches(windows->vectors(), windows->windows(), windows->window_seconds(),
                             result.duration_s, result.matches);
       match_ms += ms_since(te);

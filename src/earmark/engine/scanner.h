@@ -55,6 +55,10 @@ struct ScanOptions {
   bool embedding = true;
   std::string embedding_weights;  // empty: default_fingerprint_weights()
   int embedding_hop_frames = 10;  // query windows every 0.1 s
+  // Also score the landmark stage's matches by embedding (evidence only). Off by default: a
+  // query whose music the landmarks found is then not embedded at all, which saves most of its
+  // time.
+  bool embedding_verify = false;
   double embedding_threshold = 0.31;
   EmbeddingMatchOptions embedding_match;
 };

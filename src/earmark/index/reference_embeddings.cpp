@@ -1,11 +1,40 @@
 #include "earmark/index/reference_embeddings.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "earmark/common/error.h"
 
 namespace earmark {
 
 ReferenceEmbeddings::ReferenceEmbeddings(int dim, double hop_s, const VectorIndexOptions& options)
     : dim_(dim), hop_s_(hop_s), index_(VectorIndex::create(dim, options)) {}
+
+void ReferenceEmbeddings::finish(std::unique_ptr<VectorIndex> prebuilt) {
+  if (!prebuilt || prebuilt->dim() != dim_ || prebuilt->type() != index_->type())
+    throw Error("saved vector index does not fit the catalogue's vectors");
+  size_t total = 0;
+  for (const auto& [key, v] : by_key_) total += v.size() / size_t(dim_);
+  if (prebuilt->size() != total) throw Error("saved vector index does not cover the catalogue");
+  index_ = std::move(prebuilt);
+}
+
+std::string ReferenceEmbeddings::coverage() const {
+  std::vector<std::pair<uint32_t, size_t>> items;
+  for (const auto& [key, v] : by_key_) items.emplace_back(key, v.size());
+  std::sort(items.begin(), items.end());
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](uint64_t x) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((x >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  };
+  for (const auto& [key, n] : items) {
+    mix(key);
+    mix(n);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return index_->type() + "-" + std::to_string(items.size()) + "-" + hex;
+}
 
 void ReferenceEmbeddings::add(uint32_t key, std::vector<float> vectors) {
   if (vectors.size() % size_t(dim_) != 0)

@@ -3,6 +3,7 @@
 // reference (the sequence matcher re-scores with them) and indexed for nearest-neighbour search.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -18,6 +19,11 @@ class ReferenceEmbeddings : public ReferenceVectors {
   void add(uint32_t reference_key, std::vector<float> vectors);
   // Builds the search index over everything added (trains it first where the type needs it).
   void finish();
+  // Or takes one built before over exactly these vectors (loaded from disk).
+  void finish(std::unique_ptr<VectorIndex> prebuilt);
+  // Identifies what the search index covers: the references' keys and window counts, and the
+  // index type. A saved index is reused only while this is unchanged.
+  std::string coverage() const;
 
   const VectorIndex& index() const { return *index_; }
   double hop_s() const { return hop_s_; }

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -283,7 +284,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10000));
   cmd_scan->add_option("--timing", timing_path, "write per-query timings (JSON) to this file");
   std::string scan_stages = "landmark,embedding";
-  double threshold_embedding = -100;
+  double threshold_embedding = std::nan("");
   cmd_scan
       ->add_option("--stages", scan_stages,
                    "landmark, or landmark,embedding (where the index has vectors)")
@@ -439,7 +440,7 @@ int main(int argc, char** argv) {
       opts.embedding = scan_stages == "landmark,embedding";
       opts.embedding_weights = weights;
       opts.embedding_verify = embedding_evidence;
-      if (threshold_embedding > -100) opts.embedding_threshold = threshold_embedding;
+      if (!std::isnan(threshold_embedding)) opts.embedding_threshold = threshold_embedding;
       opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();

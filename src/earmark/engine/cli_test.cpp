@@ -836,6 +836,10 @@ TEST_F(CliTest, EmbeddingStageVerifiesMatchesAndChecksItsModel) {
   CommandResult refused = on(index(), "scan --weights " + q(other) + " " + q(query));
   EXPECT_EQ(refused.status, 2) << show(refused);
   EXPECT_NE(refused.err.find("another embedding model"), std::string::npos) << show(refused);
+  // An absurd embedding threshold is refused.
+  CommandResult zero = on(index(), "scan --threshold-embedding 0 " + q(query));
+  EXPECT_EQ(zero.status, 2) << show(zero);
+  EXPECT_NE(zero.err.find("embedding threshold"), std::string::npos) << show(zero);
   // A landmark-only scan does not need them.
   EXPECT_EQ(on(index(), "scan --stages landmark --weights " + q(other) + " " + q(query)).status, 0);
 }

@@ -110,8 +110,9 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
                   db.embedding_spec()->dump() + "); these weights are " + have.dump());
     if (options_.embedding_hop_frames < 1 || options_.embedding_hop_frames > 100)
       throw Error("the query embedding hop must be 1 to 100 frames");
-    if (!(options_.embedding_threshold > -10 && options_.embedding_threshold < 10))
-      throw Error("the embedding threshold must be in (-10, 10)");
+    // Positive: scores are rescaled by it onto the landmark scale.
+    if (!(options_.embedding_threshold > 0 && options_.embedding_threshold < 10))
+      throw Error("the embedding threshold must be in (0, 10)");
   }
   if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
   for (double t : {options_.min_score_music, options_.min_score_trademark, options_.min_score_other,

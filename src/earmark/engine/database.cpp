@@ -135,7 +135,6 @@ void Database::load() {
   logo_refs_.clear();
   by_key_.clear();
   for (size_t i = 0; i < references_.size(); ++i) by_key_[references_[i].key] = i;
-  const auto& by_key = by_key_;
   embedding_spec_ = nlohmann::json();
   embeddings_.reset();
   if (auto spec = catalogue_->meta("embedding")) {
@@ -147,10 +146,10 @@ void Database::load() {
     if (dim < 2 || hop < 1) throw Error("index " + dir_ + " has bad embedding settings");
     embeddings_ = std::make_unique<ReferenceEmbeddings>(dim, hop * 0.01, embedding_index_options());
     for (auto& [key, blob] : catalogue_->embeddings()) {
-      if (!by_key.count(key)) continue;
+      if (!by_key_.count(key)) continue;
       if (blob.size() % (sizeof(float) * size_t(dim)) != 0)
         throw Error("index " + dir_ + ": damaged embeddings of reference " +
-                    references_[by_key.at(key)].id);
+                    references_[by_key_.at(key)].id);
       std::vector<float> v(blob.size() / sizeof(float));
       std::memcpy(v.data(), blob.data(), blob.size());
       embeddings_->add(uint32_t(key), std::move(v));
@@ -176,8 +175,8 @@ void Database::load() {
     }
   }
   for (const auto& [key, blob] : catalogue_->logo_templates()) {
-    auto it = by_key.find(key);
-    if (it == by_key.end()) continue;
+    auto it = by_key_.find(key);
+    if (it == by_key_.end()) continue;
     try {
       logos_.push_back(LogoTemplate::parse(blob));
     } catch (const Error& e) {

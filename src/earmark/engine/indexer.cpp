@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/embeddings/fingerprint_net.h"
@@ -180,10 +181,10 @@ nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& we
   // apart from the ones the index holds.
   std::ifstream in(weights, std::ios::binary);
   if (!in) throw Error("cannot read embedding weights " + weights);
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = kFnvSeed;
   char buf[1 << 16];
   while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ uint8_t(buf[i])) * 1099511628211ULL;
+    h = fnv1a(h, buf, size_t(in.gcount()));
     if (!in) break;
   }
   char hex[17];

@@ -335,8 +335,10 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
   const double hop_s = options_.embedding_hop_frames * 0.01;
   const auto& refs = db_.references();
-  // Search first: it also fixes each query window's background for the verifications.
-  const std::vector<EmbeddingMatch> found = matcher.match(vectors.data(), windows, hop_s, window_s);
+  // Search first: it also gives each query window's background, which the verifications need.
+  std::vector<float> background;
+  const std::vector<EmbeddingMatch> found =
+      matcher.match(vectors.data(), windows, hop_s, window_s, &background);
   bool has_music = false;
   for (ScanMatch& m : matches) {
     if (m.content_type == ContentType::kTrademark) continue;
@@ -344,8 +346,9 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     auto ref = std::find_if(refs.begin(), refs.end(),
                             [&m](const Reference& r) { return r.id == m.ref_id; });
     if (ref == refs.end()) continue;
-    const EmbeddingMatch e = matcher.score_at(vectors.data(), windows, hop_s, window_s,
-                                              uint32_t(ref->key), m.ref_start - m.query_start);
+    const EmbeddingMatch e =
+        matcher.score_at(vectors.data(), windows, hop_s, window_s, uint32_t(ref->key),
+                         m.ref_start - m.query_start, background);
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 
 namespace earmark {
@@ -23,13 +24,10 @@ std::string ReferenceEmbeddings::coverage() const {
   std::vector<std::pair<uint32_t, size_t>> items;
   for (const auto& [key, v] : by_key_) items.emplace_back(key, v.size());
   std::sort(items.begin(), items.end());
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&h](uint64_t x) {
-    for (int i = 0; i < 8; ++i) h = (h ^ ((x >> (8 * i)) & 0xff)) * 1099511628211ULL;
-  };
+  uint64_t h = kFnvSeed;
   for (const auto& [key, n] : items) {
-    mix(key);
-    mix(n);
+    const uint64_t pair[2] = {key, n};
+    h = fnv1a(h, pair, sizeof pair);
   }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);

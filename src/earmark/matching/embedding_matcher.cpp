@@ -88,26 +88,17 @@ EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
 }
 
 EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, double query_hop_s,
-                                          double window_s, uint32_t reference,
-                                          double offset_s) const {
-  if (background_.size() != windows) {
-    // Backgrounds come from a search; a direct call makes its own.
-    const int k = options_.neighbours;
-    std::vector<float> sims(windows * size_t(k));
-    std::vector<int64_t> ids(windows * size_t(k));
-    if (windows > 0 && index_.size() > 0) index_.search(query, windows, k, sims.data(), ids.data());
-    background_.assign(windows, 0.0f);
-    for (size_t j = 0; j < windows && index_.size() > 0; ++j)
-      background_[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
-  }
+                                          double window_s, uint32_t reference, double offset_s,
+                                          const std::vector<float>& background) const {
   EmbeddingMatch best;
+  if (background.size() != windows) return best;  // not this query's backgrounds
   double best_gain = -1e300;
   std::vector<float> sims_at;
   const int64_t centre = std::llround(offset_s / query_hop_s);
   for (int64_t d = -2; d <= 2; ++d) {
     const double offset = double(centre + d) * query_hop_s;
     aligned_similarities(query, windows, query_hop_s, reference, offset, sims_at);
-    const Segment seg = best_segment(sims_at, background_);
+    const Segment seg = best_segment(sims_at, background);
     if (seg.mean < -1.5 || seg.gain <= best_gain) continue;
     best_gain = seg.gain;
     best.reference = reference;
@@ -123,7 +114,8 @@ EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, do
 }
 
 std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t windows,
-                                                    double query_hop_s, double window_s) const {
+                                                    double query_hop_s, double window_s,
+                                                    std::vector<float>* background_out) const {
   std::vector<EmbeddingMatch> out;
   if (windows == 0 || index_.size() == 0) return out;
   const int k = options_.neighbours;
@@ -131,9 +123,9 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   std::vector<int64_t> ids(windows * size_t(k));
   index_.search(query, windows, k, sims.data(), ids.data());
 
-  background_.assign(windows, 0.0f);
+  std::vector<float> background(windows);
   for (size_t j = 0; j < windows; ++j)
-    background_[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
+    background[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
 
   // Votes on (reference, offset), offsets in query hops.
   std::map<std::pair<uint32_t, int64_t>, double> votes;
@@ -156,7 +148,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   std::vector<EmbeddingMatch> scored;
   for (const auto& [v, key] : ranked) {
     EmbeddingMatch m = score_at(query, windows, query_hop_s, window_s, key.first,
-                                double(key.second) * query_hop_s);
+                                double(key.second) * query_hop_s, background);
     if (m.windows > 0) scored.push_back(m);
   }
   std::sort(scored.begin(), scored.end(),
@@ -173,6 +165,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
     out.push_back(m);
     if (out.size() >= size_t(options_.max_matches)) break;
   }
+  if (background_out) *background_out = std::move(background);
   return out;
 }
 

@@ -65,13 +65,18 @@ class EmbeddingMatcher {
   EmbeddingMatcher(const VectorIndex& index, const ReferenceVectors& vectors,
                    double reference_hop_s, const EmbeddingMatchOptions& options = {});
   // query: windows x dim row-major, windows query_hop_s apart; window_s is a window's length.
+  // `background`, when given, receives each query window's background similarity, which
+  // score_at() needs.
   std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
-                                    double window_s) const;
+                                    double window_s,
+                                    std::vector<float>* background = nullptr) const;
   // The query scored against one reference at about one offset (refined by up to two query hops
-  // either way): how another stage's candidate looks to this one. windows == 0 in the result
-  // when the query does not overlap the reference there.
+  // either way), against the backgrounds match() gave for this query: how another stage's
+  // candidate looks to this one. windows == 0 in the result when the query does not overlap the
+  // reference there.
   EmbeddingMatch score_at(const float* query, size_t windows, double query_hop_s, double window_s,
-                          uint32_t reference, double offset_s) const;
+                          uint32_t reference, double offset_s,
+                          const std::vector<float>& background) const;
 
  private:
   // Per-window similarity of the query at `offset` against one reference (-2 where the window
@@ -89,8 +94,6 @@ class EmbeddingMatcher {
 
   const VectorIndex& index_;
   const ReferenceVectors& vectors_;
-  // Each query window's background similarity, from the last search (one matcher per query).
-  mutable std::vector<float> background_;
   double reference_hop_s_;
   EmbeddingMatchOptions options_;
 };

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 #include "earmark/embeddings/fingerprint_net_module.h"
 
@@ -117,15 +118,15 @@ double learning_rate_at(const TrainOptions& o, int step) {
          (0.05 + 0.95 * 0.5 * (1 + std::cos(3.14159265358979 * std::min(1.0, progress))));
 }
 
-// Music files for validation: a fixed share chosen by a hash of the path, at least one.
+// Music files for validation: a fixed share chosen by a hash of the file name, at least one.
+constexpr uint64_t kSplitSeed = 1469598103934665603ULL;
 void split_music(const std::vector<std::string>& music, double share,
                  std::vector<std::string>& train, std::vector<std::string>& val) {
   std::vector<std::pair<uint64_t, std::string>> keyed;
   for (const auto& p : music) {
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : std::filesystem::path(p).filename().string())
-      h = (h ^ c) * 1099511628211ULL;
-    keyed.emplace_back(h, p);
+    // Seeded as when the shipped weights were trained, so their held-out files stay held out.
+    const std::string name = std::filesystem::path(p).filename().string();
+    keyed.emplace_back(fnv1a(kSplitSeed, name.data(), name.size()), p);
   }
   std::sort(keyed.begin(), keyed.end());
   const size_t n_val = std::max<size_t>(1, size_t(std::lround(share * keyed.size())));
@@ -158,32 +159,6 @@ double top1_of(const torch::Tensor& anchors, const torch::Tensor& positives) {
 }
 
 }  // namespace
-
-double pair_retrieval_top1(Embedder& embedder, const PairCache& pairs) {
-  const size_t values = pairs.shape().values(), n = pairs.size(), d = size_t(embedder.dim());
-  std::vector<float> raw(values), a(n * d), p(n * d);
-  for (size_t i = 0; i < n; ++i) {
-    pairs.anchor(i, raw.data());
-    embedder.embed(raw.data(), 1, a.data() + i * d);
-    pairs.positive(i, raw.data());
-    embedder.embed(raw.data(), 1, p.data() + i * d);
-  }
-  size_t right = 0;
-  for (size_t i = 0; i < n; ++i) {
-    size_t best = 0;
-    float best_dot = -2;
-    for (size_t j = 0; j < n; ++j) {
-      float dot = 0;
-      for (size_t k = 0; k < d; ++k) dot += p[i * d + k] * a[j * d + k];
-      if (dot > best_dot) {
-        best_dot = dot;
-        best = j;
-      }
-    }
-    right += best == i;
-  }
-  return n ? double(right) / n : 0.0;
-}
 
 TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& options) {
   options.validate();

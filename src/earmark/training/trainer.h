@@ -58,8 +58,4 @@ struct TrainReport {
 // options, no usable music, or an output folder that cannot be written.
 TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& options);
 
-// Retrieval accuracy of an embedder on pairs: the share of positives whose nearest anchor (by inner
-// product, among all anchors) is their own.
-double pair_retrieval_top1(Embedder& embedder, const PairCache& pairs);
-
 }  // namespace earmark

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/features/kaldi_fbank.h"
@@ -322,8 +323,7 @@ PairCache PairCache::build(const std::string& path, const AudioBank& music, cons
                        std::to_string(options.max_offset_s);
   for (const AudioBank* b : {&music, &noise, &speech})
     for (size_t i = 0; i < b->size(); ++i) recipe += b->name(i) + std::to_string(b->length(i));
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : recipe) h = (h ^ c) * 1099511628211ULL;
+  const uint64_t h = fnv1a(kFnvSeed, recipe.data(), recipe.size());
   CacheHeader want{};
   std::memcpy(want.magic, kCacheMagic, 8);
   want.seed = seed;

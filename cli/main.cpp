@@ -107,8 +107,8 @@ std::vector<std::string> read_query_list(const std::string& list) {
   return out;
 }
 
-// Training audio: folders (their media files), lists (.txt / .tsv: a path per line, or
-// id<TAB>path), or files.
+// Training audio: folders (their media files), lists (.txt / .list: a path per line; .tsv:
+// id<TAB>path, as for `index`), or files. List paths are relative to the list's folder.
 std::vector<std::string> audio_inputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> out;
   for (const std::string& in : inputs) {
@@ -116,12 +116,11 @@ std::vector<std::string> audio_inputs(const std::vector<std::string>& inputs) {
     if (fs::is_directory(in)) {
       auto m = media_in(in);
       out.insert(out.end(), m.begin(), m.end());
-    } else if (ext == ".txt" || ext == ".tsv" || ext == ".list") {
-      for (const std::string& line : read_query_list(in)) {
-        auto f = split_tabs(line);
-        std::string path = f.size() >= 2 ? f[1] : f[0];
-        out.push_back(resolve(fs::path(in).parent_path(), path));
-      }
+    } else if (ext == ".tsv") {
+      for (const IndexRequest& r : read_index_list(in, ContentType::kMusic)) out.push_back(r.path);
+    } else if (ext == ".txt" || ext == ".list") {
+      auto q = read_query_list(in);
+      out.insert(out.end(), q.begin(), q.end());
     } else {
       out.push_back(in);
     }

@@ -286,14 +286,35 @@ int main(int argc, char** argv) {
   double threshold_embedding = std::nan("");
   cmd_scan
       ->add_option("--stages", scan_stages,
-                   "landmark, or landmark,embedding (where the index has vectors)")
-      ->check(CLI::IsMember({"landmark", "landmark,embedding"}));
+                   "landmark, landmark,embedding (where the index has vectors), or embedding "
+                   "(alone)")
+      ->check(CLI::IsMember({"landmark", "landmark,embedding", "embedding"}));
   cmd_scan->add_option("--weights", weights, "fingerprint network weights (embedding stage)");
   bool embedding_evidence = false;
   cmd_scan->add_flag("--embedding-evidence", embedding_evidence,
                      "score landmark matches by embedding too (evidence; slower)");
   cmd_scan->add_option("--threshold-embedding", threshold_embedding,
-                       "decision value an embedding-only match needs (margin + 0.05 ln windows)");
+                       "decision value an embedding-only match needs (margin + 0.05 ln of the "
+                       "segment's length in 0.1 s)");
+  ScanOptions scan_defaults;
+  int query_hop = scan_defaults.embedding_hop_frames,
+      coarse_hop = scan_defaults.embedding_coarse_hop_frames,
+      embedding_threads = scan_defaults.embedding_threads;
+  double refine_share = scan_defaults.embedding_refine_share;
+  cmd_scan->add_option("--embedding-hop", query_hop, "query window hop in 10 ms frames")
+      ->check(CLI::Range(1, 100));
+  cmd_scan
+      ->add_option("--embedding-coarse-hop", coarse_hop,
+                   "hop of the coarse first pass in 10 ms frames (0: fine pass only)")
+      ->check(CLI::Range(0, 1000));
+  cmd_scan
+      ->add_option("--embedding-refine-share", refine_share,
+                   "share of the embedding threshold the coarse pass must reach to refine")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd_scan
+      ->add_option("--embedding-threads", embedding_threads,
+                   "threads of the embedding network (0: one per core)")
+      ->check(CLI::Range(0, 256));
 
   auto* cmd_list = app.add_subcommand("list", "list the catalogue");
   std::string list_format = "table";
@@ -436,9 +457,14 @@ int main(int argc, char** argv) {
       if (threshold_constellation >= 0) opts.constellation.min_score = threshold_constellation;
       if (threshold_growth >= 0) opts.threshold_growth = threshold_growth;
       opts.logo_templates = !no_templates;
-      opts.embedding = scan_stages == "landmark,embedding";
+      opts.embedding = scan_stages != "landmark";
+      opts.landmarks = scan_stages != "embedding";
       opts.embedding_weights = weights;
       opts.embedding_verify = embedding_evidence;
+      opts.embedding_hop_frames = query_hop;
+      opts.embedding_coarse_hop_frames = coarse_hop;
+      opts.embedding_refine_share = refine_share;
+      opts.embedding_threads = embedding_threads;
       if (!std::isnan(threshold_embedding)) opts.embedding_threshold = threshold_embedding;
       opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);

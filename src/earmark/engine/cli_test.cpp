@@ -844,5 +844,40 @@ TEST_F(CliTest, EmbeddingStageVerifiesMatchesAndChecksItsModel) {
   EXPECT_EQ(on(index(), "scan --stages landmark --weights " + q(other) + " " + q(query)).status, 0);
 }
 
+// The embedding stage alone: an 8 s excerpt goes through the coarse pass, is refined and found
+// where it is; the fine pass alone finds the same; unrelated audio refines to nothing.
+TEST_F(CliTest, EmbeddingStageAloneWithItsCoarsePass) {
+  const std::string query = excerpt("tune-10", 302, 20.0, 10.0);
+  json found[2];
+  const std::string passes[2] = {"", "--embedding-coarse-hop 0 "};
+  for (int i = 0; i < 2; ++i) {
+    CommandResult r =
+        on(index(), "scan --stages embedding " + passes[i] + "--format json " + q(query));
+    ASSERT_EQ(r.status, 0) << show(r);
+    json j = parse_or_null(r.out);
+    ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
+    found[i] = j[0]["matches"][0];
+    EXPECT_EQ(found[i]["ref"], "D0043") << show(r);
+    EXPECT_EQ(found[i]["stage"], "embedding");
+    // The excerpt starts 10 s into the reference: the offset is right to the window hop.
+    const double offset =
+        found[i]["ref_start"].get<double>() - found[i]["query_start"].get<double>();
+    EXPECT_NEAR(offset, 10.0, 0.15) << show(r);
+  }
+  EXPECT_EQ(found[0], found[1]);
+
+  write_wav(path("q/unrelated.wav"), synth_music(977, 8.0));
+  CommandResult none =
+      on(index(), "scan --stages embedding --format json " + q(path("q/unrelated.wav")));
+  ASSERT_EQ(none.status, 0) << show(none);
+  json n = parse_or_null(none.out);
+  ASSERT_TRUE(n.is_array()) << show(none);
+  EXPECT_TRUE(n[0]["matches"].empty()) << show(none);
+
+  // Absurd settings are refused.
+  CommandResult bad = on(index(), "scan --stages embedding --embedding-refine-share 2 " + q(query));
+  EXPECT_NE(bad.status, 0);
+}
+
 }  // namespace
 }  // namespace earmark

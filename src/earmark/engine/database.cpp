@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "earmark/common/error.h"
 
@@ -258,6 +259,8 @@ VectorIndexOptions Database::embedding_index_options() {
   VectorIndexOptions o;
   o.type = "hnsw";
   o.hnsw_ef_search = 64;
+  // A query's windows are searched in one batch, split between the cores.
+  o.search_threads = int(std::max(1u, std::thread::hardware_concurrency()));
   return o;
 }
 

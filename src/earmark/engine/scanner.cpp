@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <thread>
 
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
@@ -32,22 +33,24 @@ double ms_since(Clock::time_point t0) {
 // be told apart from fingerprinting time in a streaming pipeline.
 class QueryConsumer : public AudioConsumer {
  public:
-  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher& matcher,
+  // No matcher: the landmark and logo stages are off (the embedding stage alone).
+  QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher* matcher,
                 ContrastSpectrogram* contrast, LogoPeakMatcher* constellations,
                 WindowEmbedder* windows)
-      : extractor_(
-            layers, [&matcher](const TripletDescriptor& d) { matcher.add(d); },
-            [contrast](int, const float* log_power) {
-              if (contrast) contrast->push_frame(log_power);
-            },
-            [constellations](const std::vector<SpectralPeak>& peaks, int watermark) {
-              if (constellations) constellations->push_peaks(peaks, watermark);
-            }),
-        contrast_(contrast),
-        windows_(windows) {}
+      : contrast_(contrast), windows_(windows) {
+    if (matcher)
+      extractor_ = std::make_unique<LayeredExtractor>(
+          layers, [matcher](const TripletDescriptor& d) { matcher->add(d); },
+          [contrast](int, const float* log_power) {
+            if (contrast) contrast->push_frame(log_power);
+          },
+          [constellations](const std::vector<SpectralPeak>& peaks, int watermark) {
+            if (constellations) constellations->push_peaks(peaks, watermark);
+          });
+  }
   void consume(const float* x, size_t n) override {
     auto t0 = Clock::now();
-    extractor_.consume(x, n);
+    if (extractor_) extractor_->consume(x, n);
     if (windows_) {
       // The embedding waits until the landmarks have had their say (most queries they settle);
       // past 20 minutes of audio it streams, so memory stays bounded.
@@ -68,7 +71,7 @@ class QueryConsumer : public AudioConsumer {
   }
   void finish() {
     auto t0 = Clock::now();
-    extractor_.finish();
+    if (extractor_) extractor_->finish();
     if (contrast_) contrast_->finish();
     downstream_ms_ += ms_since(t0);
   }
@@ -83,12 +86,17 @@ class QueryConsumer : public AudioConsumer {
     deferred_.clear();
     windows_->finish();
   }
+  // Embeds the deferred audio into another window stream (another hop), keeping it deferred.
+  void embed_into(WindowEmbedder& other) const {
+    if (!deferred_.empty()) other.consume(deferred_.data(), deferred_.size());
+    other.finish();
+  }
 
  private:
   static constexpr size_t kDeferLimit = size_t(16000) * 60 * 20;
   std::vector<float> deferred_;
   bool streaming_ = false;
-  LayeredExtractor extractor_;
+  std::unique_ptr<LayeredExtractor> extractor_;
   ContrastSpectrogram* contrast_;
   WindowEmbedder* windows_;
   size_t samples_ = 0;
@@ -102,7 +110,10 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
   if (options_.embedding && db.embedding_spec()) {
     const std::string weights = options_.embedding_weights.empty() ? default_fingerprint_weights()
                                                                    : options_.embedding_weights;
-    embedder_ = load_fingerprint_net(weights, 1);
+    const int threads = options_.embedding_threads > 0
+                            ? options_.embedding_threads
+                            : int(std::max(1u, std::thread::hardware_concurrency()));
+    embedder_ = load_fingerprint_net(weights, threads);
     const nlohmann::json have =
         embedding_spec_of(*embedder_, weights, db.embedding_spec()->value("hop_frames", 0));
     if (have != *db.embedding_spec())
@@ -110,10 +121,20 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
                   db.embedding_spec()->dump() + "); these weights are " + have.dump());
     if (options_.embedding_hop_frames < 1 || options_.embedding_hop_frames > 100)
       throw Error("the query embedding hop must be 1 to 100 frames");
+    if (options_.embedding_coarse_hop_frames < 0 || options_.embedding_coarse_hop_frames > 1000)
+      throw Error("the coarse query embedding hop must be 0 (off) to 1000 frames");
+    if (!(options_.embedding_refine_share >= 0 && options_.embedding_refine_share <= 1))
+      throw Error("the embedding refine share must be in [0, 1]");
+    if (options_.embedding_threads < 0 || options_.embedding_threads > 256)
+      throw Error("embedding threads must be 0 (one per core) to 256");
     // Positive: scores are rescaled by it onto the landmark scale.
     if (!(options_.embedding_threshold > 0 && options_.embedding_threshold < 10))
       throw Error("the embedding threshold must be in (0, 10)");
   }
+  if (!options_.landmarks && !embedder_)
+    throw Error(options_.embedding ? "index " + db.dir() +
+                                         " holds no vectors: the embedding stage cannot run alone"
+                                   : std::string("no stage to scan with"));
   if (options_.max_matches < 1) throw Error("max_matches must be at least 1");
   for (double t : {options_.min_score_music, options_.min_score_trademark, options_.min_score_other,
                    options_.logo.min_score})
@@ -247,7 +268,7 @@ ScanResult Scanner::scan(const std::string& path) const {
     LandmarkMatcher matcher(query_params_, db_.index(), db_.timeline(), options_.match);
     std::unique_ptr<ContrastSpectrogram> contrast;
     std::unique_ptr<LogoMatcher> logo_matcher;
-    if (!logos_.empty() && options_.logo_templates) {
+    if (!logos_.empty() && options_.landmarks && options_.logo_templates) {
       contrast = std::make_unique<ContrastSpectrogram>(
           db_.params(),
           [&logo_matcher](int, const float*, const float* c) { logo_matcher->push_step(c); });
@@ -256,7 +277,7 @@ ScanResult Scanner::scan(const std::string& path) const {
       logo_matcher = std::make_unique<LogoMatcher>(logos_, contrast->num_bands(), candidates);
     }
     std::unique_ptr<LogoPeakMatcher> constellations;
-    if (!logos_.empty() && options_.logo_constellations) {
+    if (!logos_.empty() && options_.landmarks && options_.logo_constellations) {
       LogoPeakOptions candidates = options_.constellation;
       candidates.min_score *= candidate_share();
       constellations = std::make_unique<LogoPeakMatcher>(logos_, candidates);
@@ -267,8 +288,8 @@ ScanResult Scanner::scan(const std::string& path) const {
       embed_lock = std::make_unique<std::lock_guard<std::mutex>>(embedder_mutex_);
       windows = std::make_unique<WindowEmbedder>(*embedder_, options_.embedding_hop_frames, 64);
     }
-    QueryConsumer consumer(db_.params().query_layers(), matcher, contrast.get(),
-                           constellations.get(), windows.get());
+    QueryConsumer consumer(db_.params().query_layers(), options_.landmarks ? &matcher : nullptr,
+                           contrast.get(), constellations.get(), windows.get());
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
@@ -307,9 +328,24 @@ ScanResult Scanner::scan(const std::string& path) const {
     if (windows && db_.embeddings() &&
         (!music_found || options_.embedding_verify || consumer.streaming())) {
       auto te = Clock::now();
-      consumer.embed_now();
-      add_embedding_matches(windows->vectors(), windows->windows(), windows->window_seconds(),
-                            result.duration_s, result.matches);
+      const int coarse_hop = options_.embedding_coarse_hop_frames;
+      bool refine = true;
+      // Below a few seconds the fine pass has few windows more than the coarse one would.
+      constexpr double kCoarseMinSeconds = 4.0;
+      if (coarse_hop > options_.embedding_hop_frames && result.duration_s >= kCoarseMinSeconds &&
+          !options_.embedding_verify && !consumer.streaming()) {
+        WindowEmbedder coarse(*embedder_, coarse_hop, 64);
+        consumer.embed_into(coarse);
+        refine = best_embedding_decision(coarse.vectors(), coarse.windows(), coarse_hop * 0.01,
+                                         coarse.window_seconds()) >=
+                 options_.embedding_refine_share * options_.embedding_threshold;
+      }
+      if (refine) {
+        consumer.embed_now();
+        add_embedding_matches(windows->vectors(), windows->windows(),
+                              options_.embedding_hop_frames * 0.01, windows->window_seconds(),
+                              result.duration_s, result.matches);
+      }
       match_ms += ms_since(te);
     }
     std::stable_sort(result.matches.begin(), result.matches.end(),
@@ -327,13 +363,38 @@ ScanResult Scanner::scan(const std::string& path) const {
   return result;
 }
 
-void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t windows,
+namespace {
+
+// An embedding-only match's decision value: its mean margin, plus a bonus that grows with the
+// length of the matched segment (a long aligned run is rarer by chance than a short one). The
+// length is counted in 0.1 s steps whatever the query hop, so passes on different hops share
+// one threshold.
+double embedding_decision(const EmbeddingMatch& e, double hop_s) {
+  return e.margin + 0.05 * std::log(std::max(1.0, e.windows * hop_s / 0.1));
+}
+
+}  // namespace
+
+double Scanner::best_embedding_decision(const std::vector<float>& vectors, size_t windows,
+                                        double hop_s, double window_s) const {
+  const ReferenceEmbeddings& store = *db_.embeddings();
+  if (windows == 0 || store.vectors() == 0) return -1e300;
+  EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
+  double best = -1e300;
+  for (const EmbeddingMatch& e : matcher.match(vectors.data(), windows, hop_s, window_s)) {
+    const long i = db_.reference_index(int64_t(e.reference));
+    if (i < 0 || db_.references()[size_t(i)].content_type == ContentType::kTrademark) continue;
+    best = std::max(best, embedding_decision(e, hop_s));
+  }
+  return best;
+}
+
+void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t windows, double hop_s,
                                     double window_s, double duration_s,
                                     std::vector<ScanMatch>& matches) const {
   const ReferenceEmbeddings& store = *db_.embeddings();
   if (windows == 0 || store.vectors() == 0) return;
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
-  const double hop_s = options_.embedding_hop_frames * 0.01;
   const auto& refs = db_.references();
   // Search first: it also gives each query window's background, which the verifications need.
   std::vector<float> background;
@@ -354,7 +415,7 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   }
   if (has_music || found.empty()) return;
   for (const EmbeddingMatch& e : found) {
-    const double decision = e.margin + 0.05 * std::log(std::max(1, e.windows));
+    const double decision = embedding_decision(e, hop_s);
     if (decision < options_.embedding_threshold) continue;
     const long i = db_.reference_index(int64_t(e.reference));
     if (i < 0) continue;

@@ -33,7 +33,8 @@ void VectorIndexOptions::validate(int dim) const {
   if (ivf_probe < 1 || ivf_probe > ivf_lists) throw Error("vector index: ivf_probe in [1, lists]");
   if (type == "ivf-pq" && (pq_bytes < 1 || dim % pq_bytes != 0))
     throw Error("vector index: pq_bytes must divide the dimension");
-  if (threads < 1 || threads > 256) throw Error("vector index: threads in [1, 256]");
+  if (threads < 1 || threads > 256 || search_threads < 1 || search_threads > 256)
+    throw Error("vector index: threads in [1, 256]");
 }
 
 namespace {
@@ -82,7 +83,8 @@ class FaissVectorIndex : public VectorIndex {
               int64_t* ids) const override {
     if (k < 1) throw Error("vector index: k must be at least 1");
     guard([&] {
-      ThreadScope t(options_.threads);
+      // One query gains nothing from more threads but their start-up.
+      ThreadScope t(n > 1 ? options_.search_threads : 1);
       index_->search(faiss::Index::idx_t(n), queries, k, similarities,
                      reinterpret_cast<faiss::Index::idx_t*>(ids));
     });

@@ -24,7 +24,10 @@ struct VectorIndexOptions {
   int ivf_lists = 1024;  // k-means cells
   int ivf_probe = 32;    // cells visited per query
   int pq_bytes = 16;     // ivf-pq: bytes per vector (sub-quantisers of 8 bits)
-  int threads = 1;       // OpenMP threads for add and search
+  // OpenMP threads for train and add (1 keeps an HNSW graph the same from run to run), and for
+  // a batched search (queries are split between them; results do not depend on the count).
+  int threads = 1;
+  int search_threads = 1;
 
   void validate(int dim) const;  // throws earmark::Error on an unknown type or absurd values
 };

@@ -79,6 +79,19 @@ TEST(VectorIndex, EveryTypeFindsAndPersists) {
       EXPECT_EQ(loaded->size(), n);
       EXPECT_NEAR(self_recall(*loaded, x, ids, dim), recall, 0.02);
     }
+    // A batch split between threads finds what one thread finds.
+    {
+      VectorIndexOptions two = o;
+      two.search_threads = 2;
+      auto a = VectorIndex::load(path, false, o), b = VectorIndex::load(path, false, two);
+      const size_t m = 200;
+      std::vector<float> sa(m * 4), sb(m * 4);
+      std::vector<int64_t> ia(m * 4), ib(m * 4);
+      a->search(x.data(), m, 4, sa.data(), ia.data());
+      b->search(x.data(), m, 4, sb.data(), ib.data());
+      EXPECT_EQ(ia, ib);
+      EXPECT_EQ(sa, sb);
+    }
     if (c.type == "hnsw") {
       EXPECT_THROW(index->remove({ids[0]}), Error);
     } else {
@@ -98,6 +111,9 @@ TEST(VectorIndex, RefusesBadInput) {
   EXPECT_THROW(VectorIndex::create(32, o), Error);
   o.type = "hnsw";
   o.hnsw_ef_construction = 40;
+  EXPECT_THROW(VectorIndex::create(32, o), Error);
+  o = VectorIndexOptions();
+  o.search_threads = 0;
   EXPECT_THROW(VectorIndex::create(32, o), Error);
   o = VectorIndexOptions();
   o.type = "ivf-pq";

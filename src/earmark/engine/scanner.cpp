@@ -130,6 +130,8 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     // Positive: scores are rescaled by it onto the landmark scale.
     if (!(options_.embedding_threshold > 0 && options_.embedding_threshold < 10))
       throw Error("the embedding threshold must be in (0, 10)");
+    if (!(options_.embedding_logo_veto >= -2 && options_.embedding_logo_veto <= 2))
+      throw Error("the embedding logo veto must be in [-2, 2] (-2: off)");
   }
   if (!options_.landmarks && !embedder_)
     throw Error(options_.embedding ? "index " + db.dir() +
@@ -330,10 +332,13 @@ ScanResult Scanner::scan(const std::string& path) const {
       auto te = Clock::now();
       const int coarse_hop = options_.embedding_coarse_hop_frames;
       bool refine = true;
+      // A logo found by its template alone is checked on the fine hop.
+      const bool check_logo = std::any_of(result.matches.begin(), result.matches.end(),
+                                          [](const ScanMatch& m) { return template_only(m); });
       // Below a few seconds the fine pass has few windows more than the coarse one would.
       constexpr double kCoarseMinSeconds = 4.0;
       if (coarse_hop > options_.embedding_hop_frames && result.duration_s >= kCoarseMinSeconds &&
-          !options_.embedding_verify && !consumer.streaming()) {
+          !options_.embedding_verify && !check_logo && !consumer.streaming()) {
         WindowEmbedder coarse(*embedder_, coarse_hop, 64);
         consumer.embed_into(coarse);
         refine = best_embedding_decision(coarse.vectors(), coarse.windows(), coarse_hop * 0.01,
@@ -375,6 +380,10 @@ double embedding_decision(const EmbeddingMatch& e, double hop_s) {
 
 }  // namespace
 
+bool Scanner::template_only(const ScanMatch& m) {
+  return m.stage == "template" && m.constellation_score <= 0 && m.landmarks == 0;
+}
+
 double Scanner::best_embedding_decision(const std::vector<float>& vectors, size_t windows,
                                         double hop_s, double window_s) const {
   const ReferenceEmbeddings& store = *db_.embeddings();
@@ -402,8 +411,9 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
       matcher.match(vectors.data(), windows, hop_s, window_s, &background);
   bool has_music = false;
   for (ScanMatch& m : matches) {
-    if (m.content_type == ContentType::kTrademark) continue;
-    has_music = true;
+    const bool logo = m.content_type == ContentType::kTrademark;
+    if (logo && !template_only(m)) continue;
+    has_music |= !logo;
     auto ref = std::find_if(refs.begin(), refs.end(),
                             [&m](const Reference& r) { return r.id == m.ref_id; });
     if (ref == refs.end()) continue;
@@ -413,6 +423,15 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }
+  // A logo that only its template found, where the query looks less like it than like the
+  // rest of the catalogue, was a chance correlation.
+  matches.erase(std::remove_if(matches.begin(), matches.end(),
+                               [this](const ScanMatch& m) {
+                                 return m.content_type == ContentType::kTrademark &&
+                                        template_only(m) && m.embedding_windows > 0 &&
+                                        m.embedding_margin < options_.embedding_logo_veto;
+                               }),
+                matches.end());
   if (has_music || found.empty()) return;
   for (const EmbeddingMatch& e : found) {
     const double decision = embedding_decision(e, hop_s);

@@ -349,7 +349,7 @@ ScanResult Scanner::scan(const std::string& path) const {
         consumer.embed_now();
         add_embedding_matches(windows->vectors(), windows->windows(),
                               options_.embedding_hop_frames * 0.01, windows->window_seconds(),
-                              result.duration_s, result.matches);
+                              result.duration_s, music_found, result.matches);
       }
       match_ms += ms_since(te);
     }
@@ -384,22 +384,26 @@ bool Scanner::template_only(const ScanMatch& m) {
   return m.stage == "template" && m.constellation_score <= 0 && m.landmarks == 0;
 }
 
+const Reference* Scanner::searchable_reference(uint32_t key) const {
+  const long i = db_.reference_index(int64_t(key));
+  if (i < 0) return nullptr;
+  const Reference& ref = db_.references()[size_t(i)];
+  return ref.content_type == ContentType::kTrademark ? nullptr : &ref;
+}
+
 double Scanner::best_embedding_decision(const std::vector<float>& vectors, size_t windows,
                                         double hop_s, double window_s) const {
   const ReferenceEmbeddings& store = *db_.embeddings();
   if (windows == 0 || store.vectors() == 0) return -1e300;
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
   double best = -1e300;
-  for (const EmbeddingMatch& e : matcher.match(vectors.data(), windows, hop_s, window_s)) {
-    const long i = db_.reference_index(int64_t(e.reference));
-    if (i < 0 || db_.references()[size_t(i)].content_type == ContentType::kTrademark) continue;
-    best = std::max(best, embedding_decision(e, hop_s));
-  }
+  for (const EmbeddingMatch& e : matcher.match(vectors.data(), windows, hop_s, window_s))
+    if (searchable_reference(e.reference)) best = std::max(best, embedding_decision(e, hop_s));
   return best;
 }
 
 void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t windows, double hop_s,
-                                    double window_s, double duration_s,
+                                    double window_s, double duration_s, bool music_found,
                                     std::vector<ScanMatch>& matches) const {
   const ReferenceEmbeddings& store = *db_.embeddings();
   if (windows == 0 || store.vectors() == 0) return;
@@ -409,11 +413,8 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   std::vector<float> background;
   const std::vector<EmbeddingMatch> found =
       matcher.match(vectors.data(), windows, hop_s, window_s, &background);
-  bool has_music = false;
   for (ScanMatch& m : matches) {
-    const bool logo = m.content_type == ContentType::kTrademark;
-    if (logo && !template_only(m)) continue;
-    has_music |= !logo;
+    if (m.content_type == ContentType::kTrademark && !template_only(m)) continue;
     auto ref = std::find_if(refs.begin(), refs.end(),
                             [&m](const Reference& r) { return r.id == m.ref_id; });
     if (ref == refs.end()) continue;
@@ -427,19 +428,17 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   // rest of the catalogue, was a chance correlation.
   matches.erase(std::remove_if(matches.begin(), matches.end(),
                                [this](const ScanMatch& m) {
-                                 return m.content_type == ContentType::kTrademark &&
-                                        template_only(m) && m.embedding_windows > 0 &&
+                                 return template_only(m) && m.embedding_windows > 0 &&
                                         m.embedding_margin < options_.embedding_logo_veto;
                                }),
                 matches.end());
-  if (has_music || found.empty()) return;
+  if (music_found) return;
   for (const EmbeddingMatch& e : found) {
     const double decision = embedding_decision(e, hop_s);
     if (decision < options_.embedding_threshold) continue;
-    const long i = db_.reference_index(int64_t(e.reference));
-    if (i < 0) continue;
-    const Reference& ref = refs[size_t(i)];
-    if (ref.content_type == ContentType::kTrademark) continue;  // logos have their own stages
+    const Reference* found_ref = searchable_reference(e.reference);
+    if (!found_ref) continue;
+    const Reference& ref = *found_ref;
     ScanMatch s;
     s.ref_id = ref.id;
     s.title = ref.title;

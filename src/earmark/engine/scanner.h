@@ -47,11 +47,11 @@ struct ScanOptions {
   // template_score / logo.min_score + constellation_score / constellation.min_score reaches this.
   // Set on the development split (2,520 queries), where no negative's pair reached 1.27.
   double logo_agreement = 1.4;
-  // The embedding stage, where the index has one: every landmark match gets its embedding score
-  // as evidence, and a query in which landmarks find no music or other reference is searched by
-  // embedding alone. Its decision value is the matched segment's mean margin over the background
-  // plus 0.05 ln(windows), so longer segments need less margin; the threshold was set on the
-  // development split, where no negative reached 0.305.
+  // The embedding stage, where the index has one: a query in which landmarks find no music or
+  // other reference is searched by embedding alone. Its decision value is the matched segment's
+  // mean margin over the background plus 0.05 ln(its length in 0.1 s steps), so longer segments
+  // need less margin; the threshold was set on the development split, where no negative reached
+  // 0.305.
   bool embedding = true;
   // The landmark stage, and with it the sound-logo stages (they share its spectrogram and peaks).
   // Off: the embedding stage alone searches every query (for its own figures).
@@ -150,9 +150,14 @@ class Scanner {
   static void merge_logo_match(const ScanMatch& s, std::vector<ScanMatch>& matches);
   // The embedding stage's part of a scan: verification of the matches found, and a search when
   // no music or other reference was found.
+  // `music_found`: the earlier stages found music or another non-logo reference, so the search
+  // only verifies.
   void add_embedding_matches(const std::vector<float>& vectors, size_t windows, double hop_s,
-                             double window_s, double duration_s,
+                             double window_s, double duration_s, bool music_found,
                              std::vector<ScanMatch>& matches) const;
+  // The reference with this catalogue key, when the embedding search may report it (null for an
+  // unknown one or a sound logo: logos have their own stages).
+  const Reference* searchable_reference(uint32_t key) const;
   // A logo match that only the template stage supports.
   static bool template_only(const ScanMatch& m);
   // The highest decision value of the non-logo candidates an embedding search of these windows

@@ -253,6 +253,7 @@ int main(int argc, char** argv) {
   std::string format = "json", timing_path;
   int stream = -1, max_matches = 50;
   double threshold = -1, threshold_trademark = -1, threshold_template = -1, threshold_growth = -1;
+  double peak_significance = -1, peak_rescue_margin = -1, threshold_catalogue_growth = -1;
   double threshold_constellation = -1;
   bool no_templates = false, no_constellations = false;
   cmd_scan->add_option("inputs", scan_inputs, "files, folders, or - for stdin");
@@ -269,6 +270,16 @@ int main(int argc, char** argv) {
   cmd_scan->add_option("--threshold-growth", threshold_growth,
                        "growth of the music/other threshold per e-fold of query length around 3 s "
                        "(0: one threshold for every length)");
+  cmd_scan
+      ->add_option("--peak-significance", peak_significance,
+                   "significance over wrong alignments at which a landmark match just below "
+                   "its threshold is kept after checking all its reference's peaks (0: off)")
+      ->check(CLI::Range(0.0, 1000.0));
+  cmd_scan
+      ->add_option("--peak-rescue-margin", peak_rescue_margin,
+                   "how far below its threshold a landmark match may score and still be "
+                   "checked by its peaks")
+      ->check(CLI::Range(0.0, 1000.0));
   cmd_scan->add_option("--threshold-template", threshold_template,
                        "minimum score of a sound logo's template match, on the template's own "
                        "scale");
@@ -456,6 +467,10 @@ int main(int argc, char** argv) {
       if (threshold_template >= 0) opts.logo.min_score = threshold_template;
       if (threshold_constellation >= 0) opts.constellation.min_score = threshold_constellation;
       if (threshold_growth >= 0) opts.threshold_growth = threshold_growth;
+      if (threshold_catalogue_growth >= 0)
+        opts.threshold_catalogue_growth = threshold_catalogue_growth;
+      if (peak_significance >= 0) opts.peak_significance = peak_significance;
+      if (peak_rescue_margin >= 0) opts.peak_rescue_margin = peak_rescue_margin;
       opts.logo_templates = !no_templates;
       opts.embedding = scan_stages != "landmark";
       opts.landmarks = scan_stages != "embedding";

@@ -208,9 +208,11 @@ size_t Database::add(std::vector<NewReference>& refs) {
   // Another writer may have committed since we opened: continue its timeline.
   uint64_t base = catalogue_->next_frame_base();
   std::vector<IndexEntry> entries;
-  size_t total = 0;
-  for (const NewReference& r : refs) total += r.landmarks.size();
+  std::vector<ReferencePeak> peaks;
+  size_t total = 0, total_peaks = 0;
+  for (const NewReference& r : refs) total += r.landmarks.size(), total_peaks += r.peaks.size();
   entries.reserve(total);
+  peaks.reserve(total_peaks);
   std::vector<Reference> metas;
   std::vector<std::string> templates, embeddings;
   for (NewReference& r : refs) {
@@ -224,6 +226,8 @@ size_t Database::add(std::vector<NewReference>& refs) {
       if (l.frame >= r.meta.frame_count) continue;
       entries.push_back({l.key, uint32_t(base + l.frame), l.pitch_code});
     }
+    for (const ReferencePeak& p : r.peaks)
+      if (p.frame < r.meta.frame_count) peaks.push_back({uint32_t(base + p.frame), p.pitch});
     base += uint64_t(r.meta.frame_count) + ReferenceTimeline::kGapFrames;
     if (base > 0xffffffffULL)
       throw Error("index " + dir_ + " is full: its 32-bit timeline holds about 11,900 hours");
@@ -231,7 +235,7 @@ size_t Database::add(std::vector<NewReference>& refs) {
   }
   nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
   std::string name = new_segment_name();
-  SegmentWriteStats ws = write_segment(segment_path(name), entries, settings, bucket_cap_);
+  SegmentWriteStats ws = write_segment(segment_path(name), entries, peaks, settings, bucket_cap_);
   catalogue_->commit_add(metas, name, base, templates, embeddings);
   load();
   save_embedding_index();
@@ -290,20 +294,25 @@ void Database::compact() {
   load();
   remove_orphan_segments();
   const auto old_names = catalogue_->segments();
-  // Only landmarks of references still in the catalogue survive.
+  // Only landmarks and peaks of references still in the catalogue survive.
   std::vector<IndexEntry> entries;
+  std::vector<ReferencePeak> peaks;
   entries.reserve(segments_->size());
   for (const auto& seg : segments_->segments()) {
     for (size_t i = 0; i < seg->size(); ++i) {
       IndexEntry e = seg->entry(i);
       if (timeline_.find(e.frame)) entries.push_back(e);
     }
+    for (size_t i = 0; i < seg->num_peaks(); ++i) {
+      ReferencePeak p = seg->peak(i);
+      if (timeline_.find(p.frame)) peaks.push_back(p);
+    }
   }
   std::vector<std::string> names;
   if (!entries.empty()) {
     nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
     std::string name = new_segment_name();
-    write_segment(segment_path(name), entries, settings, bucket_cap_);
+    write_segment(segment_path(name), entries, peaks, settings, bucket_cap_);
     names.push_back(name);
   }
   catalogue_->commit_compaction(names);

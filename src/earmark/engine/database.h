@@ -26,10 +26,11 @@ namespace earmark {
 constexpr int kIndexFormatVersion = 1;
 
 struct NewReference {
-  Reference meta;                   // frame_base is assigned by add()
-  std::vector<Landmark> landmarks;  // frames local to the reference
-  std::string logo_template;        // serialised LogoTemplate; empty when it has none
-  std::vector<float> embeddings;    // window vectors of the embedding stage; empty without it
+  Reference meta;                    // frame_base is assigned by add()
+  std::vector<Landmark> landmarks;   // frames local to the reference
+  std::vector<ReferencePeak> peaks;  // the dense layer's peaks, frames local to the reference
+  std::string logo_template;         // serialised LogoTemplate; empty when it has none
+  std::vector<float> embeddings;     // window vectors of the embedding stage; empty without it
 };
 
 struct DatabaseStats {

@@ -495,7 +495,31 @@ TEST_F(EngineTest, RemoveThenCompact) {
   {
     auto db = Database::open(dir, false);
     entries_before = db->stats().entries;
+    // The reference peaks (for verifying alignments) of the live references, per reference.
+    auto live_peaks = [&db] {
+      std::vector<size_t> counts;
+      for (const Reference& r : db->references()) {
+        std::vector<ReferencePeak> peaks;
+        db->index().peaks(uint32_t(r.frame_base), uint32_t(r.frame_base + r.frame_count), peaks);
+        counts.push_back(peaks.size());
+      }
+      return counts;
+    };
+    auto stored_peaks = [&db] {
+      size_t n = 0;
+      for (const auto& seg : db->index().segments()) n += seg->num_peaks();
+      return n;
+    };
+    const std::vector<size_t> peaks_before = live_peaks();
+    size_t live_total = 0;
+    for (size_t n : peaks_before) {
+      EXPECT_GT(n, 100u);
+      live_total += n;
+    }
+    EXPECT_GT(stored_peaks(), live_total) << "the removed reference's peaks are still stored";
     db->compact();
+    EXPECT_EQ(live_peaks(), peaks_before);
+    EXPECT_EQ(stored_peaks(), live_total) << "compaction drops the removed reference's peaks";
     DatabaseStats s = db->stats();
     EXPECT_EQ(s.segments, 1u);
     EXPECT_EQ(s.removed_pending, 0u);

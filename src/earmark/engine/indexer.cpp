@@ -58,7 +58,8 @@ class AudioDigest {
 // the recording.
 class ReferenceConsumer : public AudioConsumer {
  public:
-  ReferenceConsumer(const std::vector<LandmarkParams>& layers, std::vector<Landmark>& out)
+  ReferenceConsumer(const std::vector<LandmarkParams>& layers, std::vector<Landmark>& out,
+                    std::vector<ReferencePeak>& peaks)
       : quantizer_(layers.front()),
         out_(out),
         extractor_(
@@ -69,6 +70,11 @@ class ReferenceConsumer : public AudioConsumer {
             },
             [this](int, const float* log_power) {
               if (logo_) logo_->push_frame(log_power);
+            },
+            // The dense layer's peaks, kept to verify alignments against (see PeakVerifier).
+            [&peaks](const std::vector<SpectralPeak>& picked, int) {
+              for (const SpectralPeak& p : picked)
+                peaks.push_back(ReferencePeak::at(uint32_t(p.frame), p.pitch));
             }),
         layered_(layers.size() > 1) {}
   // Short references (sound logos) also get a template for dense matching.
@@ -141,7 +147,8 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params, Embedder
     AudioDecoder decoder(req.path, opts);
     const bool trademark = req.content_type == ContentType::kTrademark;
     const double duration = decoder.info().duration_s;
-    ReferenceConsumer consumer(params.reference_layers(duration, trademark), ref.landmarks);
+    ReferenceConsumer consumer(params.reference_layers(duration, trademark), ref.landmarks,
+                               ref.peaks);
     if (params.is_short(duration, trademark)) consumer.build_logo_template(params);
     if (embedder) consumer.embed_with(*embedder, hop_frames);
     decoder.run(consumer);

@@ -12,6 +12,7 @@
 #include "earmark/embeddings/window_embedder.h"
 #include "earmark/engine/indexer.h"
 #include "earmark/landmarks/landmark_extractor.h"
+#include "earmark/matching/peak_verifier.h"
 
 namespace earmark {
 
@@ -35,8 +36,8 @@ class QueryConsumer : public AudioConsumer {
  public:
   // No matcher: the landmark and logo stages are off (the embedding stage alone).
   QueryConsumer(const std::vector<LandmarkParams>& layers, LandmarkMatcher* matcher,
-                ContrastSpectrogram* contrast, LogoPeakMatcher* constellations,
-                WindowEmbedder* windows)
+                PeakVerifier* verifier, ContrastSpectrogram* contrast,
+                LogoPeakMatcher* constellations, WindowEmbedder* windows)
       : contrast_(contrast), windows_(windows) {
     if (matcher)
       extractor_ = std::make_unique<LayeredExtractor>(
@@ -44,8 +45,9 @@ class QueryConsumer : public AudioConsumer {
           [contrast](int, const float* log_power) {
             if (contrast) contrast->push_frame(log_power);
           },
-          [constellations](const std::vector<SpectralPeak>& peaks, int watermark) {
+          [constellations, verifier](const std::vector<SpectralPeak>& peaks, int watermark) {
             if (constellations) constellations->push_peaks(peaks, watermark);
+            if (verifier) verifier->add_query_peaks(peaks);
           });
   }
   void consume(const float* x, size_t n) override {
@@ -107,6 +109,7 @@ class QueryConsumer : public AudioConsumer {
 
 Scanner::Scanner(const Database& db, const ScanOptions& options)
     : db_(db), options_(options), query_params_(db.params().for_query()) {
+  for (const Reference& r : db.references()) catalogue_hours_ += r.duration_s / 3600.0;
   if (options_.embedding && db.embedding_spec()) {
     const std::string weights = options_.embedding_weights.empty() ? default_fingerprint_weights()
                                                                    : options_.embedding_weights;
@@ -155,7 +158,9 @@ double Scanner::min_score(ContentType type, double query_seconds) const {
   if (type == ContentType::kTrademark) return options_.min_score_trademark;
   const double window_s = options_.match.window_frames * query_params_.frame_seconds();
   const double length = std::clamp(query_seconds, 1.0, std::max(1.0, window_s));
-  return threshold_for(type) + options_.threshold_growth * std::log(length / 3.0);
+  const double size = std::max(catalogue_hours_, options_.threshold_catalogue_hours);
+  return threshold_for(type) + options_.threshold_growth * std::log(length / 3.0) +
+         options_.threshold_catalogue_growth * std::log(size / options_.threshold_catalogue_hours);
 }
 
 double Scanner::candidate_share() const {
@@ -290,8 +295,11 @@ ScanResult Scanner::scan(const std::string& path) const {
       embed_lock = std::make_unique<std::lock_guard<std::mutex>>(embedder_mutex_);
       windows = std::make_unique<WindowEmbedder>(*embedder_, options_.embedding_hop_frames, 64);
     }
+    std::unique_ptr<PeakVerifier> verifier;
+    if (options_.landmarks && options_.peak_significance > 0)
+      verifier = std::make_unique<PeakVerifier>(query_params_, db_.index());
     QueryConsumer consumer(db_.params().query_layers(), options_.landmarks ? &matcher : nullptr,
-                           contrast.get(), constellations.get(), windows.get());
+                           verifier.get(), contrast.get(), constellations.get(), windows.get());
     decoder.run(consumer);
     consumer.finish();
     auto tm = Clock::now();
@@ -304,7 +312,17 @@ ScanResult Scanner::scan(const std::string& path) const {
     const auto& refs = db_.references();
     for (const LandmarkMatch& m : matcher.matches()) {
       const Reference& ref = refs.at(m.ref);
-      if (m.score < min_score(ref.content_type, result.duration_s)) continue;
+      const double threshold = min_score(ref.content_type, result.duration_s);
+      PeakVerification peaks;
+      if (m.score < threshold) {
+        // Sound logos are short and have stages of their own; their chance alignments were not
+        // measured against this test.
+        if (!verifier || ref.content_type == ContentType::kTrademark ||
+            m.score < threshold - options_.peak_rescue_margin)
+          continue;
+        peaks = verifier->verify(m, ref.frame_base, ref.frame_count);
+        if (peaks.significance < options_.peak_significance) continue;
+      }
       ScanMatch s;
       s.ref_id = ref.id;
       s.title = ref.title;
@@ -321,6 +339,9 @@ ScanResult Scanner::scan(const std::string& path) const {
       s.frames = m.frames;
       s.background = m.background;
       s.pitch_factor = std::pow(2.0, m.pitch_shift / 12.0);
+      s.reference_peaks = peaks.reference_peaks;
+      s.peaks_matched = peaks.matched;
+      s.peak_significance = peaks.significance;
       result.matches.push_back(s);
     }
     add_logo_matches(logo_matcher.get(), contrast.get(), constellations.get(), result.matches);
@@ -469,6 +490,11 @@ nlohmann::json to_json(const ScanMatch& m) {
   if (m.stage == "template" || m.template_score > 0) {
     evidence["correlation"] = r3(m.correlation);
     evidence["template_score"] = r3(m.template_score);
+  }
+  if (m.reference_peaks > 0) {
+    evidence["reference_peaks"] = m.reference_peaks;
+    evidence["peaks_matched"] = m.peaks_matched;
+    evidence["peak_significance"] = r3(m.peak_significance);
   }
   if (m.embedding_windows > 0) {
     evidence["embedding_margin"] = r3(m.embedding_margin);

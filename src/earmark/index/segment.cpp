@@ -24,7 +24,8 @@ uint32_t directory_bits_for(size_t entries) {
 }  // namespace
 
 SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>& entries,
-                                const nlohmann::json& settings, size_t bucket_cap) {
+                                std::vector<ReferencePeak>& peaks, const nlohmann::json& settings,
+                                size_t bucket_cap) {
   std::sort(entries.begin(), entries.end(), [](const IndexEntry& a, const IndexEntry& b) {
     return a.key != b.key ? a.key < b.key : a.frame < b.frame;
   });
@@ -45,8 +46,18 @@ SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>
     }
     entries.resize(out);
   }
-  const size_t n = entries.size();
-  if (n > 0xffffffffULL) throw Error("segment too large: " + path);
+  const size_t n = entries.size(), m = peaks.size();
+  if (n > 0xffffffffULL || m > 0xffffffffULL) throw Error("segment too large: " + path);
+  std::sort(peaks.begin(), peaks.end(), [](const ReferencePeak& a, const ReferencePeak& b) {
+    return a.frame != b.frame ? a.frame < b.frame : a.pitch < b.pitch;
+  });
+  std::vector<uint32_t> peak_frames(m);
+  std::vector<uint16_t> peak_pitch(m);
+  for (size_t i = 0; i < m; ++i) {
+    peak_frames[i] = peaks[i].frame;
+    peak_pitch[i] = peaks[i].pitch;
+  }
+  const std::vector<unsigned char> padding(m > 0 ? (4 - n % 4) % 4 : 0, 0);
   const uint32_t bits = directory_bits_for(n);
 
   std::string json = settings.dump();
@@ -68,6 +79,9 @@ SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>
   sum = fnv1a(sum, keys.data(), n * 4);
   sum = fnv1a(sum, frames.data(), n * 4);
   sum = fnv1a(sum, pitch.data(), n);
+  sum = fnv1a(sum, padding.data(), padding.size());
+  sum = fnv1a(sum, peak_frames.data(), m * 4);
+  sum = fnv1a(sum, peak_pitch.data(), m * 2);
 
   std::vector<unsigned char> header;
   header.insert(header.end(), kMagic, kMagic + 8);
@@ -75,7 +89,7 @@ SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>
   put<uint32_t>(header, uint32_t(json.size()));
   put<uint64_t>(header, n);
   put<uint32_t>(header, bits);
-  put<uint32_t>(header, 0);
+  put<uint32_t>(header, uint32_t(m));
   put<uint64_t>(header, sum);
   header.resize(kHeaderBytes, 0);
 
@@ -86,6 +100,9 @@ SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>
   out.write(keys.data(), n * 4);
   out.write(frames.data(), n * 4);
   out.write(pitch.data(), n);
+  out.write(padding.data(), padding.size());
+  out.write(peak_frames.data(), m * 4);
+  out.write(peak_pitch.data(), m * 2);
   stats.entries = n;
   stats.bytes = out.bytes_written();
   out.commit();
@@ -100,16 +117,19 @@ Segment::Segment(const std::string& path) : file_(std::make_unique<MappedFile>(p
   const size_t size = file_->size();
   if (size < kHeaderBytes || std::memcmp(p, kMagic, 8) != 0) bad("not an Earmark segment");
   uint32_t version = get<uint32_t>(p + 8);
-  if (version != kSegmentFormatVersion)
+  if (version < 1 || version > kSegmentFormatVersion)
     throw Error("index segment " + path + " has format version " + std::to_string(version) +
-                ", this build reads version " + std::to_string(kSegmentFormatVersion));
+                ", this build reads versions 1 to " + std::to_string(kSegmentFormatVersion));
   uint32_t json_bytes = get<uint32_t>(p + 12);
   uint64_t n = get<uint64_t>(p + 16);
   dir_bits_ = get<uint32_t>(p + 24);
+  const uint64_t m = version >= 2 ? get<uint32_t>(p + 28) : 0;
   checksum_ = get<uint64_t>(p + 32);
   if (dir_bits_ < 1 || dir_bits_ > 24) bad("bad directory size");
   const uint64_t dir_entries = (uint64_t(1) << dir_bits_) + 1;
-  const uint64_t expected = kHeaderBytes + uint64_t(json_bytes) + dir_entries * 4 + n * 9;
+  const uint64_t padding = m > 0 ? (4 - n % 4) % 4 : 0;
+  const uint64_t expected =
+      kHeaderBytes + uint64_t(json_bytes) + dir_entries * 4 + n * 9 + padding + m * 6;
   if (n > 0xffffffffULL || expected != size)
     bad("size " + std::to_string(size) + " does not match its header (" + std::to_string(expected) +
         "): truncated or damaged");
@@ -127,6 +147,9 @@ Segment::Segment(const std::string& path) : file_(std::make_unique<MappedFile>(p
   keys_ = directory_ + dir_entries;
   frames_ = keys_ + n;
   pitch_ = reinterpret_cast<const uint8_t*>(frames_ + n);
+  peaks_ = size_t(m);
+  peak_frames_ = reinterpret_cast<const uint32_t*>(pitch_ + n + padding);
+  peak_pitch_ = reinterpret_cast<const uint16_t*>(peak_frames_ + m);
   // The directory is trusted by search(), so check it now: monotone, ending at n.
   if (directory_[0] != 0 || directory_[dir_entries - 1] != n) bad("bad directory");
   for (uint64_t i = 1; i < dir_entries; ++i)
@@ -164,6 +187,12 @@ void Segment::search(size_t n, const uint32_t* keys, std::vector<SearchHit>& hit
   }
 }
 
+void Segment::peaks(uint32_t first, uint32_t last, std::vector<ReferencePeak>& out) const {
+  const uint32_t* it = std::lower_bound(peak_frames_, peak_frames_ + peaks_, first);
+  for (; it != peak_frames_ + peaks_ && *it < last; ++it)
+    out.push_back({*it, peak_pitch_[it - peak_frames_]});
+}
+
 size_t SegmentSet::size() const {
   size_t total = 0;
   for (const auto& s : segments_) total += s->size();
@@ -172,6 +201,19 @@ size_t SegmentSet::size() const {
 
 void SegmentSet::search(size_t n, const uint32_t* keys, std::vector<SearchHit>& hits) const {
   for (const auto& s : segments_) s->search(n, keys, hits);
+}
+
+}  // namespace earmark
+
+namespace earmark {
+
+void SegmentSet::peaks(uint32_t first, uint32_t last, std::vector<ReferencePeak>& out) const {
+  // A reference lives in one segment, but a range may span several references.
+  const size_t before = out.size();
+  for (const auto& s : segments_) s->peaks(first, last, out);
+  if (segments_.size() > 1)
+    std::sort(out.begin() + before, out.end(),
+              [](const ReferencePeak& a, const ReferencePeak& b) { return a.frame < b.frame; });
 }
 
 }  // namespace earmark

@@ -8,17 +8,16 @@
 //   u8 pitch_codes[n]
 // The directory maps the top dir_bits of a key to its range of entries.
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "earmark/index/landmark_index.h"
 #include "earmark/storage/atomic_file.h"
 
 namespace earmark {
 
-constexpr uint32_t kSegmentFormatVersion = 1;
+constexpr uint32_t kSegmentFormatVersion = 2;
 
 struct SegmentWriteStats {
   size_t entries = 0;
@@ -26,10 +25,17 @@ struct SegmentWriteStats {
   size_t bytes = 0;
 };
 
-// Sorts `entries` and writes them atomically to `path`. Keys with more than `bucket_cap`
-// postings keep an evenly spread subset of bucket_cap: such hashes say little and cost much.
+// Sorts `entries` (and `peaks`, by frame) and writes them atomically to `path`. Keys with more
+// than `bucket_cap` postings keep an evenly spread subset of bucket_cap: such hashes say little
+// and cost much.
 SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>& entries,
-                                const nlohmann::json& settings, size_t bucket_cap);
+                                std::vector<ReferencePeak>& peaks, const nlohmann::json& settings,
+                                size_t bucket_cap);
+inline SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>& entries,
+                                       const nlohmann::json& settings, size_t bucket_cap) {
+  std::vector<ReferencePeak> none;
+  return write_segment(path, entries, none, settings, bucket_cap);
+}
 
 class Segment : public LandmarkIndex {
  public:
@@ -38,6 +44,9 @@ class Segment : public LandmarkIndex {
 
   size_t size() const override { return entries_; }
   void search(size_t n, const uint32_t* keys, std::vector<SearchHit>& hits) const override;
+  void peaks(uint32_t first, uint32_t last, std::vector<ReferencePeak>& out) const override;
+  size_t num_peaks() const { return peaks_; }
+  ReferencePeak peak(size_t i) const { return {peak_frames_[i], peak_pitch_[i]}; }
 
   const nlohmann::json& settings() const { return settings_; }
   size_t file_bytes() const { return file_->size(); }
@@ -59,6 +68,9 @@ class Segment : public LandmarkIndex {
   const uint32_t* keys_ = nullptr;
   const uint32_t* frames_ = nullptr;
   const uint8_t* pitch_ = nullptr;
+  size_t peaks_ = 0;
+  const uint32_t* peak_frames_ = nullptr;
+  const uint16_t* peak_pitch_ = nullptr;
 };
 
 // Several segments searched as one.
@@ -68,6 +80,7 @@ class SegmentSet : public LandmarkIndex {
   const std::vector<std::unique_ptr<Segment>>& segments() const { return segments_; }
   size_t size() const override;
   void search(size_t n, const uint32_t* keys, std::vector<SearchHit>& hits) const override;
+  void peaks(uint32_t first, uint32_t last, std::vector<ReferencePeak>& out) const override;
 
  private:
   std::vector<std::unique_ptr<Segment>> segments_;

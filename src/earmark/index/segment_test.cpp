@@ -373,6 +373,101 @@ TEST_F(SegmentTest, VerifyDetectsAFlippedPayloadByte) {
   EXPECT_TRUE(Segment(tmp_ / "same.emk").verify());
 }
 
+// Random reference peaks over frames [0, 200000) with pitches over the whole u16 range.
+std::vector<ReferencePeak> random_peaks(uint32_t seed, size_t n) {
+  std::mt19937 gen(seed);
+  std::vector<ReferencePeak> out;
+  for (size_t i = 0; i < n; ++i) out.push_back({uint32_t(gen() % 200000u), uint16_t(gen())});
+  return out;
+}
+
+std::vector<ReferencePeak> peaks_between(std::vector<ReferencePeak> all, uint32_t first,
+                                         uint32_t last) {
+  std::vector<ReferencePeak> out;
+  for (const ReferencePeak& p : all)
+    if (p.frame >= first && p.frame < last) out.push_back(p);
+  std::sort(out.begin(), out.end(), [](const ReferencePeak& a, const ReferencePeak& b) {
+    return a.frame != b.frame ? a.frame < b.frame : a.pitch < b.pitch;
+  });
+  return out;
+}
+
+std::vector<std::pair<uint32_t, uint16_t>> as_pairs(const std::vector<ReferencePeak>& peaks) {
+  std::vector<std::pair<uint32_t, uint16_t>> out;
+  for (const ReferencePeak& p : peaks) out.push_back({p.frame, p.pitch});
+  return out;
+}
+
+TEST_F(SegmentTest, StoresReferencePeaksAndReturnsThoseOfAFrameRange) {
+  for (size_t n_entries : {size_t(0), size_t(1), size_t(4001)}) {  // every padding
+    for (size_t n_peaks : {size_t(1), size_t(3), size_t(20000)}) {
+      std::vector<uint32_t> pool;
+      auto entries = random_entries(3, n_entries, pool);
+      auto peaks = random_peaks(uint32_t(n_peaks), n_peaks);
+      const auto all = peaks;
+      const std::string path = tmp_ / "p.emk";
+      write_segment(path, entries, peaks, kSettings, 0);
+      Segment seg(path);
+      ASSERT_EQ(seg.num_peaks(), n_peaks);
+      EXPECT_TRUE(seg.verify());
+      for (auto [first, last] : {std::pair<uint32_t, uint32_t>{0, 200000},
+                                 {0, 1},
+                                 {5000, 5100},
+                                 {123456, 150000},
+                                 {199990, 0xffffffffu},
+                                 {7, 7}}) {
+        std::vector<ReferencePeak> got;
+        seg.peaks(first, last, got);
+        EXPECT_EQ(as_pairs(got), as_pairs(peaks_between(all, first, last)))
+            << n_entries << " entries, " << n_peaks << " peaks, [" << first << ", " << last << ")";
+      }
+      // The landmarks are unaffected by the peaks after them.
+      std::vector<uint32_t> keys(pool.begin(), pool.begin() + std::min<size_t>(pool.size(), 50));
+      auto got = search_all(seg, keys);
+      const auto truth = as_multimap(entries);
+      for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(got[i], expected_postings(truth, keys[i]));
+      // Truncating the peaks is caught like any other truncation.
+      const std::string bytes = read_file(path);
+      expect_rejected(bytes.substr(0, bytes.size() - 2), "truncated peaks");
+    }
+  }
+}
+
+TEST_F(SegmentTest, SegmentSetReturnsThePeaksOfEverySegmentInFrameOrder) {
+  auto a = random_peaks(21, 3000), b = random_peaks(22, 5000);
+  auto all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  std::vector<IndexEntry> none_a, none_b;
+  write_segment(tmp_ / "a.emk", none_a, a, kSettings, 0);
+  write_segment(tmp_ / "b.emk", none_b, b, kSettings, 0);
+  SegmentSet set;
+  set.add(std::make_unique<Segment>(tmp_ / "a.emk"));
+  set.add(std::make_unique<Segment>(tmp_ / "b.emk"));
+  std::vector<ReferencePeak> got;
+  set.peaks(40000, 90000, got);
+  const auto want = peaks_between(all, 40000, 90000);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 1; i < got.size(); ++i) ASSERT_LE(got[i - 1].frame, got[i].frame);
+  auto sorted = got;
+  std::sort(sorted.begin(), sorted.end(), [](const ReferencePeak& x, const ReferencePeak& y) {
+    return x.frame != y.frame ? x.frame < y.frame : x.pitch < y.pitch;
+  });
+  EXPECT_EQ(as_pairs(sorted), as_pairs(want));
+}
+
+TEST_F(SegmentTest, ReadsVersionOneSegmentsWithoutPeaks) {
+  // A version 1 segment is a version 2 one without peaks, its version field set to 1.
+  std::string bytes = make_valid("v2.emk", 3000);
+  set_at<uint32_t>(bytes, kVersionOffset, 1);
+  write_file(tmp_ / "v1.emk", bytes);
+  Segment seg(tmp_ / "v1.emk");
+  EXPECT_EQ(seg.size(), 3000u);
+  EXPECT_EQ(seg.num_peaks(), 0u);
+  std::vector<ReferencePeak> got;
+  seg.peaks(0, 0xffffffffu, got);
+  EXPECT_TRUE(got.empty());
+}
+
 TEST_F(SegmentTest, MissingFileThrows) { EXPECT_THROW(Segment(tmp_ / "nope.emk"), Error); }
 
 TEST_F(SegmentTest, WriteIsAtomic) {

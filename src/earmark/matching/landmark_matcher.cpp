@@ -10,6 +10,7 @@ namespace earmark {
 namespace {
 
 constexpr int kCoarseBin = 64;         // frames: offset histogram bin of the candidate stage
+constexpr int kFineBin = 4;            // frames: the fine histogram's bin (kCoarseBin / 16)
 constexpr size_t kLookupBatch = 8192;  // keys per batched index search
 constexpr double kSpeedStep = 0.01;
 constexpr double kMergeTolerance = 15.0;    // frames between the lines of two merged detections
@@ -17,8 +18,12 @@ constexpr size_t kMinDistinctFrames = 4;    // query anchor frames among a match
 constexpr int32_t kMinSpanFrames = 10;      // and the query time they span
 constexpr int kShortReferenceFrames = 500;  // 5 s
 // Further triplets of one anchor pair share two of their three peaks with the first: they are
-// weaker evidence than a new anchor pair.
+// weaker evidence than a new anchor pair. And in music they are not independent: pitch-invariant
+// hashes let any harmonic stack match any other, so one chance coincidence of two chords brings
+// many triplets along. Repeats count up to kMaxRepeatsPerAnchor per anchor pair, except for short
+// references: a sound logo may be a single attack whose every triplet sits on a few anchors.
 constexpr double kRepeatWeight = 0.25;
+constexpr double kMaxRepeatsPerAnchor = 2.0;
 
 uint64_t pack_pair(int32_t tq, uint32_t g) { return (uint64_t(uint32_t(tq)) << 32) | g; }
 int32_t pair_tq(uint64_t p) { return int32_t(uint32_t(p >> 32)); }
@@ -116,16 +121,25 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
     min_bin = std::min(min_bin, bin);
     max_bin = std::max(max_bin, bin);
   }
-  auto pack = [&](int64_t bin, uint64_t index) {
-    return (uint64_t(bin - min_bin + 2) << kIndexBits) | index;
+  // Between the bin and the index: the fine bin within the coarse one, for the fine candidates
+  // (the sort leaves it alone, so keys stay in hit order within a bin).
+  constexpr int kFineBits = 4;
+  static_assert(kCoarseBin / kFineBin == 1 << kFineBits, "fine bins must tile a coarse bin");
+  constexpr int kLowBits = kIndexBits + kFineBits;
+  auto pack = [&](int64_t bin, uint64_t fine, uint64_t index) {
+    return (uint64_t(bin - min_bin + 2) << kLowBits) | (fine << kIndexBits) | index;
   };
-  auto bin_of = [&](uint64_t key) { return int64_t(key >> kIndexBits) + min_bin - 2; };
+  auto bin_of = [&](uint64_t key) { return int64_t(key >> kLowBits) + min_bin - 2; };
+  auto fine_of = [](uint64_t key) { return int((key >> kIndexBits) & ((1 << kFineBits) - 1)); };
   auto hit_of = [&](uint64_t key) { return lo[key & ((uint64_t(1) << kIndexBits) - 1)]; };
   std::vector<uint64_t> coarse;
   coarse.reserve(hi - lo);
-  for (auto it = lo; it != hi; ++it)
-    coarse.push_back(pack(floor_div(int64_t(it->g) - it->tq, kCoarseBin), uint64_t(it - lo)));
-  sort_on_high_bits(coarse, kIndexBits, uint64_t(max_bin - min_bin + 2), sort_scratch_);
+  for (auto it = lo; it != hi; ++it) {
+    const int64_t offset = int64_t(it->g) - it->tq, bin = floor_div(offset, kCoarseBin);
+    coarse.push_back(
+        pack(bin, uint64_t((offset - bin * kCoarseBin) / kFineBin), uint64_t(it - lo)));
+  }
+  sort_on_high_bits(coarse, kLowBits, uint64_t(max_bin - min_bin + 2), sort_scratch_);
   std::vector<std::pair<int64_t, int>> runs;  // (bin, count)
   for (size_t i = 0; i < coarse.size();) {
     size_t j = i;
@@ -159,27 +173,71 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
   if (int(candidates.size()) > options_.max_candidates) candidates.resize(options_.max_candidates);
 
   const double centre = 0.5 * (start + std::min<int32_t>(end, hits_.back().tq + 1));
-  int accepted = 0;
   std::vector<Hit> cand;
   std::vector<Segment> found;
-  for (const auto& [count, bin] : candidates) {
-    if (accepted >= options_.max_matches_per_window) break;
-    auto first = std::lower_bound(coarse.begin(), coarse.end(), pack(bin - 2, 0));
-    auto last = std::lower_bound(coarse.begin(), coarse.end(), pack(bin + 3, 0));
+  auto try_candidate = [&](int64_t bin) {
+    // Keys are in bin order (not fully sorted): partitioned for these bounds.
+    auto first = std::lower_bound(coarse.begin(), coarse.end(), pack(bin - 2, 0, 0));
+    auto last = std::lower_bound(coarse.begin(), coarse.end(), pack(bin + 3, 0, 0));
     cand.clear();
     for (auto it = first; it != last; ++it) cand.push_back(hit_of(*it));
     Segment seg;
-    if (!confirm(cand, centre, seg)) continue;
-    bool duplicate = false;
+    if (!confirm(cand, centre, seg)) return false;
     for (const Segment& f : found) {
       double mid = 0.5 * (seg.q_first + seg.q_last);
       if (f.ref == seg.ref &&
           std::fabs(f.speed * mid + f.offset - (seg.speed * mid + seg.offset)) < kMergeTolerance)
-        duplicate = true;
+        return false;
     }
-    if (duplicate) continue;
-    found.push_back(seg);
-    ++accepted;
+    found.push_back(std::move(seg));
+    return true;
+  };
+  int accepted = 0;
+  for (size_t i = 0; i < candidates.size() && accepted < options_.max_matches_per_window; ++i)
+    accepted += try_candidate(candidates[i].second);
+
+  // Fine candidates: a coarse bin three bins wide also gathers every chance hit of its 192
+  // frames, and in dense music those outnumber a true alignment that noise has thinned to a
+  // dozen or two landmarks; the strongest coarse bins then confirm chance alignments of their own
+  // and use up the window's matches before it is looked at. At the original speed such an
+  // alignment is a spike a few frames wide, plain in a histogram of fine bins. The strongest
+  // spikes off the matches found are tried too, on a budget of their own.
+  if (options_.fine_candidates > 0) {
+    constexpr int kFinePerCoarse = kCoarseBin / kFineBin;
+    // Counts of two neighbouring fine bins, for every non-empty first one, gathered a coarse bin
+    // at a time (a dense window holds hundreds of thousands of non-empty fine bins; only the
+    // spikes are kept).
+    std::vector<std::pair<int, int64_t>> spikes;  // (count over two fine bins, g - tq)
+    auto spike = [&](int64_t fine_bin, int count) {
+      if (count >= options_.min_inliers) spikes.push_back({count, (fine_bin + 1) * kFineBin});
+    };
+    size_t next = 0;
+    int64_t last_bin = INT64_MIN;
+    int last_count = 0;  // the previous coarse bin's last fine bin, whose pair is in this one
+    for (const auto& [bin, count] : runs) {
+      int local[kFinePerCoarse] = {};
+      for (int n = 0; n < count; ++n, ++next) ++local[fine_of(coarse[next])];
+      if (last_count > 0)
+        spike(last_bin * kFinePerCoarse + kFinePerCoarse - 1,
+              last_count + (last_bin == bin - 1 ? local[0] : 0));
+      for (int f = 0; f + 1 < kFinePerCoarse; ++f)
+        if (local[f]) spike(bin * kFinePerCoarse + f, local[f] + local[f + 1]);
+      last_bin = bin;
+      last_count = local[kFinePerCoarse - 1];
+    }
+    if (last_count > 0) spike(last_bin * kFinePerCoarse + kFinePerCoarse - 1, last_count);
+    std::sort(spikes.begin(), spikes.end(), std::greater<>());
+    int budget = options_.fine_candidates;
+    for (const auto& [count, offset] : spikes) {
+      if (budget == 0) break;
+      // A spike on the line of a match already found is that match.
+      bool known = false;
+      for (const Segment& f : found)
+        known |= std::fabs(f.speed * centre + f.offset - centre - double(offset)) < kMergeTolerance;
+      if (known) continue;
+      try_candidate(floor_div(offset, kCoarseBin));
+      --budget;
+    }
   }
   for (Segment& s : found) merge(std::move(s));
 }
@@ -286,6 +344,7 @@ bool LandmarkMatcher::confirm(std::vector<Hit>& cand, double centre, Segment& ou
   out.offset = best_offset - best_speed * centre;
   out.pitch = pitch;
   out.background = int(cand.size() - pairs.size());
+  out.short_reference = span->count < uint32_t(kShortReferenceFrames);
   out.q_first = pair_tq(pairs.front());
   out.q_last = out.q_first;
   out.inliers.clear();
@@ -346,8 +405,9 @@ std::vector<LandmarkMatch> LandmarkMatcher::matches() const {
       m.frames += new_frame;
       m.anchors += new_frame || s.inliers[i + 1] != s.inliers[i - 1];
     }
-    m.score =
-        m.anchors + kRepeatWeight * (m.landmarks - m.anchors) - std::sqrt(double(m.background));
+    double repeats = m.landmarks - m.anchors;
+    if (!s.short_reference) repeats = std::min(repeats, kMaxRepeatsPerAnchor * m.anchors);
+    m.score = m.anchors + kRepeatWeight * repeats - std::sqrt(double(m.background));
     m.speed = s.speed;
     m.pitch_shift = s.pitch;
     m.query_start = params_.frame_time(s.q_first);

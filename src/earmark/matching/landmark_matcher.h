@@ -3,7 +3,8 @@
 // "query frame tq may play global frame g". True matches line up on g = speed * tq + offset
 // for one speed near 1 and one offset; random hits do not. The matcher works on windows of the
 // query (so memory stays bounded on hours of audio): a coarse offset histogram proposes
-// candidates, a fine search over speed and offset confirms them and fits the line, the pitch
+// candidates (and a fine one thin alignments at the original speed), a fine search over speed
+// and offset confirms them and fits the line, the pitch
 // codes give the pitch shift, and detections of consecutive windows that continue one another
 // are merged into one segment.
 #include <cstdint>
@@ -20,6 +21,7 @@ struct MatchOptions {
   int min_inliers = 8;       // inlier landmarks a candidate needs to be scored at all
   int window_frames = 2000;  // analysis window (20 s)
   int max_candidates = 40;   // per window
+  int fine_candidates = 4;   // per window, from the fine offset histogram (0: none)
   int max_matches_per_window = 4;
   float inlier_tolerance = 2.5f;  // frames
   float pitch_tolerance = 1.0f;   // semitones around the match's pitch shift
@@ -32,9 +34,10 @@ struct LandmarkMatch {
   double ref_start = 0;  // seconds within the reference
   double ref_end = 0;
   // Evidence above chance: distinct anchor pairs on the alignment, plus a quarter for each
-  // further triplet of an anchor pair already counted, minus the square root of the hits near the
-  // alignment that do not fit it. Random alignments in dense, repetitive music gather many
-  // inliers too, but only in proportion to that background.
+  // further triplet of an anchor pair already counted (at most two per pair, but for short
+  // references), minus the square root of the hits near the alignment that do not fit it.
+  // Random alignments in dense, repetitive music gather many inliers too, but only in proportion
+  // to that background.
   double score = 0;
   double speed = 1.0;      // reference seconds per query second
   double pitch_shift = 0;  // semitones, query relative to reference
@@ -76,6 +79,7 @@ class LandmarkMatcher {
     int32_t q_first, q_last;
     std::vector<int32_t> inliers;  // inlier (tq, g) pairs, flattened, sorted
     int background = 0;
+    bool short_reference = false;
   };
 
   void flush_lookups();

@@ -153,22 +153,24 @@ void Database::load() {
                     references_[by_key_.at(key)].id);
       std::vector<float> v(blob.size() / sizeof(float));
       std::memcpy(v.data(), blob.data(), blob.size());
-      embeddings_->add(uint32_t(key), std::move(v));
+      embeddings_->add(uint32_t(key), std::move(v), references_[by_key_.at(key)].frame_base);
     }
-    // The search index is derived data: reused from disk while it covers exactly these vectors,
-    // else rebuilt (and saved by the next writer).
+    // The search index is derived data: the saved one is continued with the references added
+    // (and removed) since it was saved, else rebuilt; either is saved by the next writer.
     const std::string ann = (fs::path(dir_) / kEmbeddingIndexFile).string();
-    const std::string coverage = embeddings_->coverage();
     embedding_index_saved_ = false;
-    if (catalogue_->meta("embedding_index") == coverage && fs::exists(ann)) {
+    bool resumed = false;
+    const auto saved = catalogue_->meta("embedding_index");
+    if (saved && !saved->empty() && fs::exists(ann)) {
       try {
-        embeddings_->finish(VectorIndex::load(ann, false, embedding_index_options()));
-        embedding_index_saved_ = true;
+        embedding_index_saved_ =
+            !embeddings_->resume(VectorIndex::load(ann, false, embedding_index_options()), *saved);
+        resumed = true;
       } catch (const Error& e) {
         spdlog::warn("{}: {}; rebuilding it", ann, e.what());
       }
     }
-    if (!embedding_index_saved_) {
+    if (!resumed) {
       if (embeddings_->vectors() == 0 && !references_.empty())
         spdlog::info("building the vector index of {} (saved by the next change to the index)",
                      dir_);
@@ -316,6 +318,8 @@ void Database::compact() {
     names.push_back(name);
   }
   catalogue_->commit_compaction(names);
+  // A graph index keeps removed references' windows (hidden); compaction builds it afresh.
+  if (embedding_spec()) catalogue_->set_meta("embedding_index", "");
   segments_.reset();  // unmap before deleting
   std::error_code ec;
   for (const std::string& n : old_names) fs::remove(segment_path(n), ec);

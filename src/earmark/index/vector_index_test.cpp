@@ -7,21 +7,12 @@
 
 #include "earmark/common/error.h"
 #include "earmark/common/test_audio_test_util.h"
+#include "earmark/index/vector_test_util.h"
 
 namespace earmark {
 namespace {
 
-std::vector<float> unit_vectors(size_t n, int dim, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    double norm = 0;
-    for (int k = 0; k < dim; ++k) norm += std::pow(x[i * dim + k] = d(rng), 2);
-    for (int k = 0; k < dim; ++k) x[i * dim + k] /= float(std::sqrt(norm));
-  }
-  return x;
-}
+using testutil::unit_vectors;
 
 // Share of vectors that find themselves first.
 double self_recall(const VectorIndex& index, const std::vector<float>& x,

@@ -134,6 +134,8 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
       const int64_t id = ids[j * k + n];
       const float s = sims[j * k + n];
       if (id < 0 || s < options_.vote_floor) continue;
+      // A graph index keeps a removed reference's windows until compaction; it has none here.
+      if (vectors_.windows(reference_of(id)) == 0) continue;
       const double offset = window_of(id) * reference_hop_s_ - double(j) * query_hop_s;
       votes[{reference_of(id), std::llround(offset / query_hop_s)}] += s - options_.vote_floor;
     }

@@ -271,6 +271,11 @@ int main(int argc, char** argv) {
                        "growth of the music/other threshold per e-fold of query length around 3 s "
                        "(0: one threshold for every length)");
   cmd_scan
+      ->add_option("--threshold-catalogue-growth", threshold_catalogue_growth,
+                   "growth of the music/other threshold per e-fold of the catalogue's hours "
+                   "beyond 3.5 h (0: none)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd_scan
       ->add_option("--peak-significance", peak_significance,
                    "significance over wrong alignments at which a landmark match just below "
                    "its threshold is kept after checking all its reference's peaks (0: off)")

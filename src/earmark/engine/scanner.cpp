@@ -321,7 +321,9 @@ ScanResult Scanner::scan(const std::string& path) const {
             m.score < threshold - options_.peak_rescue_margin)
           continue;
         peaks = verifier->verify(m, ref.frame_base, ref.frame_count);
-        if (peaks.significance < options_.peak_significance) continue;
+        if (peaks.significance < options_.peak_significance ||
+            peaks.reference_peaks < options_.peak_rescue_min_peaks)
+          continue;
       }
       ScanMatch s;
       s.ref_id = ref.id;

@@ -43,10 +43,14 @@ struct ScanOptions {
   // A landmark match of music or other content that misses its threshold by at most
   // peak_rescue_margin is checked against all of its reference's stored peaks (PeakVerifier) and
   // kept when its significance over wrong alignments reaches peak_significance. On the
-  // development split no chance alignment within that margin reached 5.5 (none of 5 s or more
-  // reached 4.6); the true ones there reached 7.5 to 8.9. 0 turns the rescue off.
+  // development split no chance alignment within that margin reached 5.3 (none of 5 s or more
+  // reached 4.9, at any score); the true ones there reached 7.5 to 9.1. 0 turns the rescue off.
   double peak_significance = 7.0;
   double peak_rescue_margin = 4.0;
+  // And only with this many reference peaks under the aligned query (about 4 s of reference):
+  // the peaks of the landmarks that proposed the alignment match by construction, which over a
+  // short stretch is most of what matches (a chance 1 s alignment reached 6.9).
+  int peak_rescue_min_peaks = 100;
   int max_matches = 50;
   MatchOptions match;
   // Dense template matching of the catalogue's sound logos (references with a template); its

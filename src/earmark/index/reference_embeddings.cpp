@@ -22,12 +22,12 @@ bool ReferenceEmbeddings::resume(std::unique_ptr<VectorIndex> saved_index,
   if (!saved_index || saved_index->dim() != dim_ || saved_index->type() != index_->type())
     misfit("is of another type or dimension");
   const nlohmann::json j = nlohmann::json::parse(saved, nullptr, false);
-  if (!j.is_object() || j.value("type", "") != index_->type() || j.value("dim", 0) != dim_ ||
-      !j.contains("references") || !j["references"].is_array())
-    misfit("has no coverage this build reads");
   std::map<uint32_t, Covered> covered;
   size_t total = 0;
   try {
+    if (!j.is_object() || j.value("type", "") != index_->type() || j.value("dim", 0) != dim_ ||
+        !j.contains("references") || !j["references"].is_array())
+      misfit("has no coverage this build reads");
     for (const auto& r : j["references"]) {
       if (!r.is_array() || r.size() != 3) misfit("has a damaged coverage");
       const uint32_t key = r[0].get<uint32_t>();

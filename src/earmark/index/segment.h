@@ -3,10 +3,12 @@
 // of. Adding references writes a new segment; compaction merges segments and drops removed
 // references. Layout (little-endian):
 //   magic "EMKSEG\0\1" | u32 version | u32 settings_json_bytes | u64 entries | u32 dir_bits |
-//   u32 reserved | u64 checksum (FNV-1a of everything after the header block) |
+//   u32 peaks | u64 checksum (FNV-1a of everything after the header block) |
 //   settings JSON (padded to 8) | u32 directory[2^dir_bits + 1] | u32 keys[n] | u32 frames[n] |
-//   u8 pitch_codes[n]
-// The directory maps the top dir_bits of a key to its range of entries.
+//   u8 pitch_codes[n] | when peaks > 0: zero padding to a multiple of 4, u32 peak_frames[peaks],
+//   u16 peak_pitches[peaks] (the references' spectral peaks, sorted by frame)
+// The directory maps the top dir_bits of a key to its range of entries. Version 1 had no peaks
+// (the field was reserved, 0) and is still read.
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>

@@ -20,8 +20,9 @@ constexpr int kShortReferenceFrames = 500;  // 5 s
 // Further triplets of one anchor pair share two of their three peaks with the first: they are
 // weaker evidence than a new anchor pair. And in music they are not independent: pitch-invariant
 // hashes let any harmonic stack match any other, so one chance coincidence of two chords brings
-// many triplets along. Repeats count up to kMaxRepeatsPerAnchor per anchor pair, except for short
-// references: a sound logo may be a single attack whose every triplet sits on a few anchors.
+// many triplets along. Repeats count up to kMaxRepeatsPerAnchor times the number of anchor pairs
+// (in all, not pair by pair), except for short references: a sound logo may be a single attack
+// whose every triplet sits on a few anchors.
 constexpr double kRepeatWeight = 0.25;
 constexpr double kMaxRepeatsPerAnchor = 2.0;
 
@@ -228,14 +229,18 @@ void LandmarkMatcher::analyse_window(int32_t start, int32_t end) {
     if (last_count > 0) spike(last_bin * kFinePerCoarse + kFinePerCoarse - 1, last_count);
     std::sort(spikes.begin(), spikes.end(), std::greater<>());
     int budget = options_.fine_candidates;
+    std::vector<int64_t> tried;  // coarse bins: neighbouring spikes share their hits
     for (const auto& [count, offset] : spikes) {
       if (budget == 0) break;
       // A spike on the line of a match already found is that match.
       bool known = false;
       for (const Segment& f : found)
         known |= std::fabs(f.speed * centre + f.offset - centre - double(offset)) < kMergeTolerance;
+      const int64_t bin = floor_div(offset, kCoarseBin);
+      known |= std::find(tried.begin(), tried.end(), bin) != tried.end();
       if (known) continue;
-      try_candidate(floor_div(offset, kCoarseBin));
+      tried.push_back(bin);
+      try_candidate(bin);
       --budget;
     }
   }

@@ -34,8 +34,9 @@ struct LandmarkMatch {
   double ref_start = 0;  // seconds within the reference
   double ref_end = 0;
   // Evidence above chance: distinct anchor pairs on the alignment, plus a quarter for each
-  // further triplet of an anchor pair already counted (at most two per pair, but for short
-  // references), minus the square root of the hits near the alignment that do not fit it.
+  // further triplet of an anchor pair already counted (at most twice as many as there are
+  // pairs, but for short references), minus the square root of the hits near the alignment
+  // that do not fit it.
   // Random alignments in dense, repetitive music gather many inliers too, but only in proportion
   // to that background.
   double score = 0;

@@ -86,12 +86,19 @@ PeakVerification PeakVerifier::verify(const LandmarkMatch& m, uint64_t base, uin
   v.reference_peaks = int(reference_.size());
   if (v.reference_peaks == 0) return v;
   v.matched = best_matched(q0, r0, m.speed, m.pitch_shift, 0);
-  double sum = 0;
+  // Chance as a share of the reference peaks compared: near either end of a reference a shifted
+  // stretch holds fewer of them, which must not pass for a lower chance of finding one.
+  double share = 0;
+  int lags = 0;
   for (int k : kLags) {
     fetch(double(k) * kLagStep);
-    sum += best_matched(q0, r0, m.speed, m.pitch_shift, double(k) * kLagStep);
+    if (2 * reference_.size() < size_t(v.reference_peaks)) continue;
+    share += double(best_matched(q0, r0, m.speed, m.pitch_shift, double(k) * kLagStep)) /
+             double(reference_.size());
+    ++lags;
   }
-  v.chance = sum / std::size(kLags);
+  if (lags < 2) return v;  // too short a reference to tell chance from alignment
+  v.chance = share / lags * v.reference_peaks;
   v.significance = (v.matched - v.chance) / std::sqrt(v.chance + 1.0);
   return v;
 }

@@ -19,8 +19,11 @@ namespace earmark {
 struct PeakVerification {
   int reference_peaks = 0;  // reference peaks under the aligned query
   int matched = 0;          // of them, those with a query peak where the alignment puts them
-  double chance = 0;        // mean of `matched` at the wrong alignments
-  // (matched - chance) / sqrt(chance + 1); 0 when there was nothing to compare.
+  // `matched` expected at a wrong alignment: the mean share of the reference peaks found at the
+  // wrong alignments (those with at least half as many reference peaks), times reference_peaks.
+  double chance = 0;
+  // (matched - chance) / sqrt(chance + 1); 0 when there was nothing to compare (no reference
+  // peaks, or a reference too short for two wrong alignments).
   double significance = 0;
 };
 

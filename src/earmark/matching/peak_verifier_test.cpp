@@ -72,10 +72,11 @@ class PeakVerifierTest : public ::testing::Test {
     return m;
   }
 
-  PeakVerification verify(const std::vector<SpectralPeak>& q, const LandmarkMatch& m) {
+  PeakVerification verify(const std::vector<SpectralPeak>& q, const LandmarkMatch& m,
+                          uint64_t base = kBase, uint32_t frames = kFrames) {
     PeakVerifier v(LandmarkParams().for_query(), *index_);
     v.add_query_peaks(q);
-    return v.verify(m, kBase, kFrames);
+    return v.verify(m, base, frames);
   }
 
   TempDir tmp_;
@@ -107,6 +108,11 @@ TEST_F(PeakVerifierTest, WrongAlignmentsAndUnrelatedQueriesAreNot) {
   // Only the random peaks: a query of something else.
   const auto other = query(2000, 0.0, 1.0, 0.0f, 4);
   EXPECT_LT(verify(other, alignment(2000, 1.0, 0.0)).significance, 4.0);
+  // A short reference (1.5 s here) inside a longer query: its wrong alignments shift it along
+  // the query, and the verdict holds both ways.
+  const auto short_ref = query(2000, 0.5, 1.0, 0.0f, 5);
+  EXPECT_GT(verify(short_ref, alignment(0, 1.0, 0.0), kBase + 2000, 150).significance, 7.0);
+  EXPECT_LT(verify(other, alignment(0, 1.0, 0.0), kBase + 2000, 150).significance, 4.0);
   // No query peaks, or an alignment past the reference's end: nothing to compare.
   EXPECT_EQ(verify({}, alignment(2000, 1.0, 0.0)).significance, 0.0);
   EXPECT_EQ(verify(q, alignment(kFrames + 3000, 1.0, 0.0)).reference_peaks, 0);

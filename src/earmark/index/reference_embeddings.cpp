@@ -34,7 +34,7 @@ bool ReferenceEmbeddings::resume(std::unique_ptr<VectorIndex> saved_index,
       const Covered c{r[1].get<uint64_t>(), r[2].get<size_t>()};
       auto it = by_key_.find(key);
       if (it != by_key_.end() &&
-          (stamps_.at(key) != c.stamp || it->second.size() / size_t(dim_) != c.windows))
+          (it->second.stamp != c.stamp || it->second.vectors.size() / size_t(dim_) != c.windows))
         misfit("holds other windows under key " + std::to_string(key));
       covered[key] = c;
       total += c.windows;
@@ -64,13 +64,7 @@ bool ReferenceEmbeddings::resume(std::unique_ptr<VectorIndex> saved_index,
   }
   std::vector<float> fresh;
   std::vector<int64_t> ids;
-  for (const auto& [key, v] : by_key_) {
-    if (covered.count(key)) continue;
-    fresh.insert(fresh.end(), v.begin(), v.end());
-    const size_t windows = v.size() / size_t(dim_);
-    for (size_t w = 0; w < windows; ++w) ids.push_back(window_id(key, uint32_t(w)));
-    covered[key] = {stamps_.at(key), windows};
-  }
+  gather_uncovered(covered, fresh, ids);
   if (!ids.empty()) {
     saved_index->add(fresh.data(), ids.size(), ids.data());
     changed = true;
@@ -85,19 +79,26 @@ void ReferenceEmbeddings::add(uint32_t key, std::vector<float> vectors, uint64_t
     throw Error("embeddings of reference key " + std::to_string(key) + " are not whole vectors");
   if (vectors.size() / size_t(dim_) >= (size_t(1) << kWindowBits))
     throw Error("reference key " + std::to_string(key) + " has too many windows to index");
-  by_key_[key] = std::move(vectors);
-  stamps_[key] = stamp;
+  by_key_[key] = {std::move(vectors), stamp};
+}
+
+void ReferenceEmbeddings::gather_uncovered(std::map<uint32_t, Covered>& covered,
+                                           std::vector<float>& vectors,
+                                           std::vector<int64_t>& ids) const {
+  for (const auto& [key, stored] : by_key_) {
+    if (covered.count(key)) continue;
+    const std::vector<float>& v = stored.vectors;
+    vectors.insert(vectors.end(), v.begin(), v.end());
+    const size_t windows = v.size() / size_t(dim_);
+    for (size_t w = 0; w < windows; ++w) ids.push_back(window_id(key, uint32_t(w)));
+    covered[key] = {stored.stamp, windows};
+  }
 }
 
 void ReferenceEmbeddings::finish() {
   std::vector<float> all;
   std::vector<int64_t> ids;
-  for (const auto& [key, v] : by_key_) {
-    all.insert(all.end(), v.begin(), v.end());
-    const size_t windows = v.size() / size_t(dim_);
-    for (size_t w = 0; w < windows; ++w) ids.push_back(window_id(key, uint32_t(w)));
-    covered_[key] = {stamps_.at(key), windows};
-  }
+  gather_uncovered(covered_, all, ids);
   if (ids.empty()) return;
   if (index_->needs_training()) index_->train(all.data(), ids.size());
   index_->add(all.data(), ids.size(), ids.data());
@@ -105,11 +106,11 @@ void ReferenceEmbeddings::finish() {
 
 size_t ReferenceEmbeddings::windows(uint32_t key) const {
   auto it = by_key_.find(key);
-  return it == by_key_.end() ? 0 : it->second.size() / size_t(dim_);
+  return it == by_key_.end() ? 0 : it->second.vectors.size() / size_t(dim_);
 }
 
 const float* ReferenceEmbeddings::vector(uint32_t key, size_t window) const {
-  return by_key_.at(key).data() + window * size_t(dim_);
+  return by_key_.at(key).vectors.data() + window * size_t(dim_);
 }
 
 }  // namespace earmark

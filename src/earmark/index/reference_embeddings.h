@@ -44,13 +44,21 @@ class ReferenceEmbeddings : public ReferenceVectors {
  private:
   int dim_;
   double hop_s_;
+  struct Stored {
+    std::vector<float> vectors;
+    uint64_t stamp = 0;
+  };
   struct Covered {
     uint64_t stamp = 0;
     size_t windows = 0;
   };
+  // Appends the windows (and their ids) of every reference not in `covered` and records them
+  // there.
+  void gather_uncovered(std::map<uint32_t, Covered>& covered, std::vector<float>& vectors,
+                        std::vector<int64_t>& ids) const;
+
   std::unique_ptr<VectorIndex> index_;
-  std::unordered_map<uint32_t, std::vector<float>> by_key_;
-  std::unordered_map<uint32_t, uint64_t> stamps_;
+  std::unordered_map<uint32_t, Stored> by_key_;
   std::map<uint32_t, Covered> covered_;  // what index_ holds, removed references included
 };
 

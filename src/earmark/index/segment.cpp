@@ -21,6 +21,9 @@ uint32_t directory_bits_for(size_t entries) {
   return bits;
 }
 
+// Zero bytes between the u8 pitch codes of n entries and the u32 peak frames of m peaks.
+uint64_t peak_padding(uint64_t n, uint64_t m) { return m > 0 ? (4 - n % 4) % 4 : 0; }
+
 }  // namespace
 
 SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>& entries,
@@ -57,7 +60,7 @@ SegmentWriteStats write_segment(const std::string& path, std::vector<IndexEntry>
     peak_frames[i] = peaks[i].frame;
     peak_pitch[i] = peaks[i].pitch;
   }
-  const std::vector<unsigned char> padding(m > 0 ? (4 - n % 4) % 4 : 0, 0);
+  const std::vector<unsigned char> padding(peak_padding(n, m), 0);
   const uint32_t bits = directory_bits_for(n);
 
   std::string json = settings.dump();
@@ -127,7 +130,7 @@ Segment::Segment(const std::string& path) : file_(std::make_unique<MappedFile>(p
   checksum_ = get<uint64_t>(p + 32);
   if (dir_bits_ < 1 || dir_bits_ > 24) bad("bad directory size");
   const uint64_t dir_entries = (uint64_t(1) << dir_bits_) + 1;
-  const uint64_t padding = m > 0 ? (4 - n % 4) % 4 : 0;
+  const uint64_t padding = peak_padding(n, m);
   const uint64_t expected =
       kHeaderBytes + uint64_t(json_bytes) + dir_entries * 4 + n * 9 + padding + m * 6;
   if (n > 0xffffffffULL || expected != size)
@@ -202,10 +205,6 @@ size_t SegmentSet::size() const {
 void SegmentSet::search(size_t n, const uint32_t* keys, std::vector<SearchHit>& hits) const {
   for (const auto& s : segments_) s->search(n, keys, hits);
 }
-
-}  // namespace earmark
-
-namespace earmark {
 
 void SegmentSet::peaks(uint32_t first, uint32_t last, std::vector<ReferencePeak>& out) const {
   // A reference lives in one segment, but a range may span several references.

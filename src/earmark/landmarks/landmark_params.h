@@ -88,6 +88,8 @@ struct LandmarkParams {
   double frame_seconds() const { return double(hop) / sample_rate; }
   // Time of a frame's centre: what every reported time refers to.
   double frame_time(double frame) const { return (frame * hop + fft_size / 2.0) / sample_rate; }
+  // And back: the (fractional) frame whose centre is at this time.
+  double time_frame(double seconds) const { return (seconds * sample_rate - fft_size / 2.0) / hop; }
 };
 
 }  // namespace earmark

@@ -65,14 +65,12 @@ PeakVerification PeakVerifier::verify(const LandmarkMatch& m, uint64_t base, uin
                      [](const QueryPeak& a, const QueryPeak& b) { return a.frame < b.frame; });
     sorted_ = true;
   }
-  auto frame_of = [&](double seconds) {
-    return (seconds * params_.sample_rate - params_.fft_size / 2.0) / params_.hop;
-  };
   const double margin = kMarginSeconds / params_.frame_seconds();
-  const double q0 = frame_of(m.query_start);
-  const double r0 = double(base) + frame_of(m.ref_start);
-  const double qa = std::max(0.0, frame_of(m.query_start) - margin);
-  const double qb = std::min(double(query_.back().frame) + 1, frame_of(m.query_end) + margin);
+  const double q0 = params_.time_frame(m.query_start);
+  const double r0 = double(base) + params_.time_frame(m.ref_start);
+  const double qa = std::max(0.0, q0 - margin);
+  const double qb =
+      std::min(double(query_.back().frame) + 1, params_.time_frame(m.query_end) + margin);
   if (qb <= qa) return v;
 
   const double ref_a = r0 + (qa - q0) * m.speed, ref_b = r0 + (qb - q0) * m.speed;

@@ -310,8 +310,12 @@ int main(int argc, char** argv) {
   cmd_scan->add_flag("--embedding-evidence", embedding_evidence,
                      "score landmark matches by embedding too (evidence; slower)");
   cmd_scan->add_option("--threshold-embedding", threshold_embedding,
-                       "decision value an embedding-only match needs (margin + 0.05 ln of the "
-                       "segment's length in 0.1 s)");
+                       "decision value an embedding-only match of a 1 s query needs (margin + "
+                       "0.05 ln of the segment's length in 0.1 s, less half the best other "
+                       "reference's)");
+  double threshold_embedding_growth = std::nan("");
+  cmd_scan->add_option("--threshold-embedding-growth", threshold_embedding_growth,
+                       "growth of that threshold per e-fold of query length");
   ScanOptions scan_defaults;
   int query_hop = scan_defaults.embedding_hop_frames,
       coarse_hop = scan_defaults.embedding_coarse_hop_frames,
@@ -380,6 +384,10 @@ int main(int argc, char** argv) {
                         "end this run after so many steps (resume later)");
   cmd_train->add_option("--max-minutes", train.max_minutes, "end this run after so many minutes");
   cmd_train->add_option("-j,--threads", train.threads, "CPU threads")->check(CLI::Range(1, 256));
+  bool prepare_only = false;
+  cmd_train->add_flag(
+      "--prepare-only", prepare_only,
+      "make the pair files in OUT and stop (earmark-train trains on them elsewhere)");
 
   try {
     app.parse(argc, argv);
@@ -486,6 +494,8 @@ int main(int argc, char** argv) {
       opts.embedding_refine_share = refine_share;
       opts.embedding_threads = embedding_threads;
       if (!std::isnan(threshold_embedding)) opts.embedding_threshold = threshold_embedding;
+      if (!std::isnan(threshold_embedding_growth))
+        opts.embedding_threshold_growth = threshold_embedding_growth;
       opts.logo_constellations = !no_constellations;
       Scanner scanner(*db, opts);
       nlohmann::json all = nlohmann::json::array(), timing = nlohmann::json::array();
@@ -526,6 +536,15 @@ int main(int argc, char** argv) {
       if (!channels_text.empty()) train.net.channels = parse_ints(channels_text);
       TrainingData data{audio_inputs(train_music), audio_inputs(train_noise),
                         audio_inputs(train_speech)};
+      if (prepare_only) {
+        const PreparedPairs pairs = prepare_training_pairs(data, train);
+        std::cout << dump(nlohmann::json({{"train_pairs", training_pairs_path(train.out_dir)},
+                                          {"train_count", pairs.train.size()},
+                                          {"val_pairs", validation_pairs_path(train.out_dir)},
+                                          {"val_count", pairs.val.size()}}))
+                  << std::endl;
+        return 0;
+      }
       TrainReport r = train_fingerprint_net(data, train);
       std::cout << dump(nlohmann::json({{"steps", r.steps},
                                         {"loss", r.loss},

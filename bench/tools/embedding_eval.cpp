@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   int ref_hop = 50, query_hop = 10, threads = 2;
   double min_score = 0.0, floor = 0.1;
   int neighbours = 16;
+  double max_speed = EmbeddingMatchOptions().max_speed_change;
   VectorIndexOptions vo;
   for (int i = 4; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
       min_score = std::stod(v);
     else if (k == "--floor")
       floor = std::stod(v);
+    else if (k == "--max-speed")
+      max_speed = std::stod(v);
     else if (k == "--neighbours")
       neighbours = std::stoi(v);
     else if (k == "--threads")
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
     mo.min_score = min_score;
     mo.segment_floor = floor;
     mo.neighbours = neighbours;
+    mo.max_speed_change = max_speed;
     EmbeddingMatcher matcher(*index, vectors, ref_hop * 0.01, mo);
     std::ifstream queries(qdir + "/queries.txt");
     std::ofstream results(out + "/results.jsonl");
@@ -183,17 +187,18 @@ int main(int argc, char** argv) {
       }
       nlohmann::json m = nlohmann::json::array();
       for (const auto& x : matches)
-        m.push_back({{"ref", ids[x.reference]},
-                     {"score", x.evidence},
-                     {"similarity", x.score},
-                     {"margin", x.margin},
-                     {"windows", x.windows},
-                     {"query_start", x.query_start},
-                     {"query_end", x.query_end},
-                     {"ref_start", x.query_start + x.offset_s},
-                     {"ref_end", x.query_end + x.offset_s},
-                     {"speed", 1.0},
-                     {"pitch", 1.0}});
+        m.push_back(
+            {{"ref", ids[x.reference]},
+             {"score", x.evidence},
+             {"similarity", x.score},
+             {"margin", x.margin},
+             {"windows", x.windows},
+             {"query_start", x.query_start},
+             {"query_end", x.query_end},
+             {"ref_start", x.query_start + x.offset_s},
+             {"ref_end", x.query_start + x.offset_s + (x.query_end - x.query_start) * x.speed},
+             {"speed", x.speed},
+             {"pitch", 1.0}});
       results << nlohmann::json({{"query", q}, {"matches", m}}).dump() << "\n";
       timing.push_back({{"query", q},
                         {"duration_s", samples.size() / 16000.0},

@@ -31,6 +31,7 @@ using namespace earmark::testutil;
 using json = nlohmann::json;
 
 const std::string kCli = EARMARK_CLI_PATH;
+const std::string kTrain = EARMARK_TRAIN_PATH;
 
 // Runs `earmark <args>` through the shell (args are already quoted where needed).
 CommandResult cli(const std::string& args, const std::string& scratch) {
@@ -877,6 +878,53 @@ TEST_F(CliTest, EmbeddingStageAloneWithItsCoarsePass) {
   // Absurd settings are refused.
   CommandResult bad = on(index(), "scan --stages embedding --embedding-refine-share 2 " + q(query));
   EXPECT_NE(bad.status, 0);
+}
+
+// Pairs made by `earmark train --prepare-only`, the network trained on them by earmark-train (the
+// binary that also builds alone against a CUDA libtorch).
+TEST(TrainCli, PreparesPairsThenTrainsOnThemElsewhere) {
+  TempDir dir;
+  std::string music;
+  for (uint64_t s = 1; s <= 6; ++s) {
+    const std::string p = dir / ("m" + std::to_string(s) + ".wav");
+    write_wav(p, synth_music(s * 17, 12.0));
+    music += " " + q(p);
+  }
+  const std::string made = dir / "made", trained = dir / "trained";
+  CommandResult prep = cli("train --prepare-only --music" + music + " -o " + q(made) +
+                               " --pairs 64 --val-pairs 16 --batch 16 -j 1",
+                           dir.path());
+  ASSERT_EQ(prep.status, 0) << show(prep);
+  json p = parse_or_null(prep.out);
+  EXPECT_EQ(p.value("train_count", 0), 64) << show(prep);
+  EXPECT_EQ(p.value("val_count", 0), 16) << show(prep);
+  EXPECT_FALSE(fs::exists(made + "/fingerprint_net.safetensors"));  // prepared, not trained
+
+  const std::string tiny = " --batch 16 --channels 8,16,16 --dim 32 -j 1 --checkpoint-every 5";
+  auto train = [&](int steps) {
+    return run_capture(shell_quote(kTrain) + " --pairs " + q(made) + " -o " + q(trained) +
+                           " --steps " + std::to_string(steps) + tiny,
+                       dir.path());
+  };
+  CommandResult first = train(6);
+  ASSERT_EQ(first.status, 0) << show(first);
+  EXPECT_EQ(parse_or_null(first.out).value("steps", 0), 6) << show(first);
+  EXPECT_TRUE(fs::exists(trained + "/fingerprint_net.safetensors"));
+  CommandResult more = train(8);  // resumes from the checkpoint
+  ASSERT_EQ(more.status, 0) << show(more);
+  EXPECT_EQ(parse_or_null(more.out).value("steps", 0), 8) << show(more);
+  EXPECT_NE(more.err.find("resuming at step 6"), std::string::npos) << show(more);
+
+  CommandResult missing = run_capture(
+      shell_quote(kTrain) + " --pairs " + q(dir / "nowhere") + " -o " + q(dir / "x") + tiny,
+      dir.path());
+  EXPECT_EQ(missing.status, 2) << show(missing);
+  EXPECT_NE(missing.err.find("cannot read"), std::string::npos) << show(missing);
+  CommandResult bad_channels = run_capture(
+      shell_quote(kTrain) + " --pairs " + q(made) + " -o " + q(dir / "y") + " --channels 8,x",
+      dir.path());
+  EXPECT_EQ(bad_channels.status, 2) << show(bad_channels);
+  EXPECT_NE(bad_channels.err.find("--channels"), std::string::npos) << show(bad_channels);
 }
 
 }  // namespace

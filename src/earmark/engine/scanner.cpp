@@ -133,6 +133,8 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     // Positive: scores are rescaled by it onto the landmark scale.
     if (!(options_.embedding_threshold > 0 && options_.embedding_threshold < 10))
       throw Error("the embedding threshold must be in (0, 10)");
+    if (!(options_.embedding_threshold_growth >= 0 && options_.embedding_threshold_growth < 1))
+      throw Error("the embedding threshold growth must be in [0, 1)");
     if (!(options_.embedding_logo_veto >= -2 && options_.embedding_logo_veto <= 2))
       throw Error("the embedding logo veto must be in [-2, 2] (-2: off)");
   }
@@ -364,9 +366,10 @@ ScanResult Scanner::scan(const std::string& path) const {
           !options_.embedding_verify && !check_logo && !consumer.streaming()) {
         WindowEmbedder coarse(*embedder_, coarse_hop, 64);
         consumer.embed_into(coarse);
-        refine = best_embedding_decision(coarse.vectors(), coarse.windows(), coarse_hop * 0.01,
-                                         coarse.window_seconds()) >=
-                 options_.embedding_refine_share * options_.embedding_threshold;
+        refine =
+            best_embedding_decision(coarse.vectors(), coarse.windows(), coarse_hop * 0.01,
+                                    coarse.window_seconds()) >=
+            options_.embedding_refine_share * options_.embedding_threshold_for(result.duration_s);
       }
       if (refine) {
         consumer.embed_now();
@@ -391,18 +394,6 @@ ScanResult Scanner::scan(const std::string& path) const {
   return result;
 }
 
-namespace {
-
-// An embedding-only match's decision value: its mean margin, plus a bonus that grows with the
-// length of the matched segment (a long aligned run is rarer by chance than a short one). The
-// length is counted in 0.1 s steps whatever the query hop, so passes on different hops share
-// one threshold.
-double embedding_decision(const EmbeddingMatch& e, double hop_s) {
-  return e.margin + 0.05 * std::log(std::max(1.0, e.windows * hop_s / 0.1));
-}
-
-}  // namespace
-
 bool Scanner::template_only(const ScanMatch& m) {
   return m.stage == "template" && m.constellation_score <= 0 && m.landmarks == 0;
 }
@@ -421,7 +412,7 @@ double Scanner::best_embedding_decision(const std::vector<float>& vectors, size_
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
   double best = -1e300;
   for (const EmbeddingMatch& e : matcher.match(vectors.data(), windows, hop_s, window_s))
-    if (searchable_reference(e.reference)) best = std::max(best, embedding_decision(e, hop_s));
+    if (searchable_reference(e.reference)) best = std::max(best, e.decision);
   return best;
 }
 
@@ -441,9 +432,11 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     auto ref = std::find_if(refs.begin(), refs.end(),
                             [&m](const Reference& r) { return r.id == m.ref_id; });
     if (ref == refs.end()) continue;
+    // score_at() takes the offset at the query's middle.
+    const double middle = double(windows - 1) / 2 * hop_s;  // windows > 0 here
     const EmbeddingMatch e =
         matcher.score_at(vectors.data(), windows, hop_s, window_s, uint32_t(ref->key),
-                         m.ref_start - m.query_start, background);
+                         m.ref_start + (middle - m.query_start) * m.speed - middle, background);
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }
@@ -456,9 +449,9 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
                                }),
                 matches.end());
   if (music_found) return;
+  const double threshold = options_.embedding_threshold_for(duration_s);
   for (const EmbeddingMatch& e : found) {
-    const double decision = embedding_decision(e, hop_s);
-    if (decision < options_.embedding_threshold) continue;
+    if (e.decision < threshold) continue;
     const Reference* found_ref = searchable_reference(e.reference);
     if (!found_ref) continue;
     const Reference& ref = *found_ref;
@@ -468,14 +461,18 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     s.content_type = ref.content_type;
     s.query_start = e.query_start;
     s.query_end = std::min(e.query_end, duration_s);
-    s.ref_start = e.query_start + e.offset_s;
-    s.ref_end = s.query_end + e.offset_s;
+    // The first reference window's interpolation reaches a little before 0.
+    s.ref_start = std::max(0.0, e.query_start + e.offset_s);
+    s.ref_end = s.ref_start + (s.query_end - s.query_start) * e.speed;
+    s.speed = e.speed;
     // On the landmark scale: the threshold of the type and length is reached where the decision
     // value reaches its own threshold.
-    s.score = min_score(ref.content_type, duration_s) * decision / options_.embedding_threshold;
+    s.score = min_score(ref.content_type, duration_s) * e.decision / threshold;
     s.stage = "embedding";
     s.embedding_margin = e.margin;
     s.embedding_windows = e.windows;
+    s.embedding_decision = e.decision;
+    s.embedding_runner_up = e.runner_up;
     matches.push_back(s);
   }
 }
@@ -501,6 +498,10 @@ nlohmann::json to_json(const ScanMatch& m) {
   if (m.embedding_windows > 0) {
     evidence["embedding_margin"] = r3(m.embedding_margin);
     evidence["embedding_windows"] = m.embedding_windows;
+  }
+  if (m.stage == "embedding") {
+    evidence["embedding_decision"] = r3(m.embedding_decision);
+    evidence["embedding_runner_up"] = r3(m.embedding_runner_up);
   }
   if (m.stage == "constellation" || m.constellation_score > 0) {
     evidence["votes"] = m.votes;

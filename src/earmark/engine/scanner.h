@@ -3,6 +3,8 @@
 // landmark extractor (query density) and the matcher, and, when the catalogue holds sound logos,
 // through their dense template and constellation matchers too; reports every segment that
 // matches, best first.
+#include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -91,13 +93,23 @@ struct ScanOptions {
   // query whose music the landmarks found is then not embedded at all, which saves most of its
   // time.
   bool embedding_verify = false;
-  double embedding_threshold = 0.31;
+  // The decision value (EmbeddingMatch::decision) a match found by embedding alone needs: this at
+  // 1 s, growing by embedding_threshold_growth per e-fold of query length. A longer query offers
+  // more places for a chance run of similar windows, and its best one earns the length bonus; the
+  // strongest negative of each length on the development split (jingle negatives included) sits
+  // close to this line. Calibrated there: see README.
+  double embedding_threshold = 0.155;
+  double embedding_threshold_growth = 0.05;
   // A sound logo that only its template found (no constellation, no landmarks) is dropped when
   // the embedding stage finds the query at that place less like the logo than like its
   // background (margin below this). On the development split the one music negative a template
   // matched had -0.34; every true logo found by its template alone had 0.03 or more.
   double embedding_logo_veto = -0.1;
   EmbeddingMatchOptions embedding_match;
+
+  double embedding_threshold_for(double duration_s) const {
+    return embedding_threshold + embedding_threshold_growth * std::log(std::max(1.0, duration_s));
+  }
 };
 
 struct ScanMatch {
@@ -132,6 +144,9 @@ struct ScanMatch {
   // (0: not scored).
   double embedding_margin = 0;
   int embedding_windows = 0;
+  // A match found by embedding alone: its decision value and the strongest other reference's
+  // strength (EmbeddingMatch).
+  double embedding_decision = 0, embedding_runner_up = 0;
   // Peak verification of a landmark match (PeakVerification; reference_peaks 0: not verified).
   int reference_peaks = 0, peaks_matched = 0;
   double peak_significance = 0;

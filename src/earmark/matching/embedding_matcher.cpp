@@ -15,10 +15,21 @@ EmbeddingMatcher::EmbeddingMatcher(const VectorIndex& index, const ReferenceVect
   if (options.neighbours < 1 || options.neighbours > 4096 || options.candidates < 1 ||
       options.max_matches < 1)
     throw Error("embedding matcher: neighbours, candidates and max_matches must be positive");
+  if (!(options.length_bonus >= 0 && options.length_bonus <= 1 && options.runner_up_weight >= 0 &&
+        options.runner_up_weight <= 2) ||
+      options.speed_candidates < 0)
+    throw Error(
+        "embedding matcher: the length bonus must be in [0, 1], the runner-up weight in "
+        "[0, 2] and the speed candidates not negative");
+  if (!(options.max_speed_change >= 0 && options.max_speed_change <= 0.5) ||
+      (options.max_speed_change > 0 &&
+       !(options.speed_step > 0 && options.max_speed_change / options.speed_step <= 100)))
+    throw Error(
+        "embedding matcher: the speed change must be 0 to 0.5, in at most 100 positive steps");
 }
 
 void EmbeddingMatcher::aligned_similarities(const float* query, size_t windows, double query_hop_s,
-                                            uint32_t ref, double offset,
+                                            uint32_t ref, double pivot, double offset, double speed,
                                             std::vector<float>& out) const {
   const size_t ref_windows = vectors_.windows(ref);
   const int dim = index_.dim();
@@ -30,7 +41,8 @@ void EmbeddingMatcher::aligned_similarities(const float* query, size_t windows, 
     return d;
   };
   for (size_t j = 0; j < windows; ++j) {
-    const double at = (double(j) * query_hop_s + offset) / reference_hop_s_;
+    const double at =
+        (pivot + offset + (double(j) * query_hop_s - pivot) * speed) / reference_hop_s_;
     if (at < -0.5 || at > double(ref_windows) - 0.5) continue;
     const float* q = query + j * size_t(dim);
     // Between two reference windows, compare with their interpolation (embeddings move smoothly
@@ -90,26 +102,49 @@ EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
 EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, double query_hop_s,
                                           double window_s, uint32_t reference, double offset_s,
                                           const std::vector<float>& background) const {
+  return score_over(query, windows, query_hop_s, window_s, reference, offset_s, background,
+                    speed_steps());
+}
+
+int EmbeddingMatcher::speed_steps() const {
+  return options_.max_speed_change > 0
+             ? int(std::floor(options_.max_speed_change / options_.speed_step + 1e-9))
+             : 0;
+}
+
+EmbeddingMatch EmbeddingMatcher::score_over(const float* query, size_t windows, double query_hop_s,
+                                            double window_s, uint32_t reference, double offset_s,
+                                            const std::vector<float>& background,
+                                            int speeds) const {
   EmbeddingMatch best;
   if (background.size() != windows) return best;  // not this query's backgrounds
   double best_gain = -1e300;
   std::vector<float> sims_at;
+  // Speeds pivot on the query's middle, where a drifting alignment strays least from the votes.
+  const double pivot = windows > 0 ? double(windows - 1) / 2 * query_hop_s : 0.0;
   const int64_t centre = std::llround(offset_s / query_hop_s);
-  for (int64_t d = -2; d <= 2; ++d) {
-    const double offset = double(centre + d) * query_hop_s;
-    aligned_similarities(query, windows, query_hop_s, reference, offset, sims_at);
-    const Segment seg = best_segment(sims_at, background);
-    if (seg.mean < -1.5 || seg.gain <= best_gain) continue;
-    best_gain = seg.gain;
-    best.reference = reference;
-    best.offset_s = offset;
-    best.score = seg.mean;
-    best.evidence = seg.gain;
-    best.margin = seg.margin;
-    best.windows = int(seg.last - seg.first + 1);
-    best.query_start = double(seg.first) * query_hop_s;
-    best.query_end = double(seg.last) * query_hop_s + window_s;
+  for (int v = -speeds; v <= speeds; ++v) {
+    const double speed = 1.0 + v * options_.speed_step;
+    for (int64_t d = -2; d <= 2; ++d) {
+      const double offset = double(centre + d) * query_hop_s;
+      aligned_similarities(query, windows, query_hop_s, reference, pivot, offset, speed, sims_at);
+      const Segment seg = best_segment(sims_at, background);
+      if (seg.mean < -1.5 || seg.gain <= best_gain) continue;
+      best_gain = seg.gain;
+      best.reference = reference;
+      best.query_start = double(seg.first) * query_hop_s;
+      best.query_end = double(seg.last) * query_hop_s + window_s;
+      best.offset_s = pivot + offset + (best.query_start - pivot) * speed - best.query_start;
+      best.speed = speed;
+      best.score = seg.mean;
+      best.evidence = seg.gain;
+      best.margin = seg.margin;
+      best.windows = int(seg.last - seg.first + 1);
+    }
   }
+  best.strength = best.margin +
+                  options_.length_bonus * std::log(std::max(1.0, best.windows * query_hop_s / 0.1));
+  best.decision = best.strength;
   return best;
 }
 
@@ -146,15 +181,24 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
             [](const auto& a, const auto& b) { return a.first > b.first; });
   if (ranked.size() > size_t(options_.candidates)) ranked.resize(size_t(options_.candidates));
 
-  // Each candidate scored over its best segment, its offset refined to the query hop.
+  // Each candidate scored over its best segment, its offset refined to the query hop; the
+  // strongest few also over the speeds. The votes were cast at each window's own time, while
+  // score_over() takes the offset at the query's middle: the same at speed 1.
   std::vector<EmbeddingMatch> scored;
+  auto by_evidence = [](const auto& a, const auto& b) { return a.evidence > b.evidence; };
   for (const auto& [v, key] : ranked) {
-    EmbeddingMatch m = score_at(query, windows, query_hop_s, window_s, key.first,
-                                double(key.second) * query_hop_s, background);
+    EmbeddingMatch m = score_over(query, windows, query_hop_s, window_s, key.first,
+                                  double(key.second) * query_hop_s, background, 0);
     if (m.windows > 0) scored.push_back(m);
   }
-  std::sort(scored.begin(), scored.end(),
-            [](const auto& a, const auto& b) { return a.evidence > b.evidence; });
+  std::sort(scored.begin(), scored.end(), by_evidence);
+  const int speeds = speed_steps();
+  if (speeds > 0) {
+    for (size_t i = 0; i < scored.size() && i < size_t(options_.speed_candidates); ++i)
+      scored[i] = score_over(query, windows, query_hop_s, window_s, scored[i].reference,
+                             scored[i].offset_s, background, speeds);
+    std::sort(scored.begin(), scored.end(), by_evidence);
+  }
 
   // One match per reference and place: lower candidates of the same reference within a few
   // seconds of offset of a kept one are the same occurrence.
@@ -162,10 +206,18 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
     if (m.score < options_.min_score) continue;
     bool same = false;
     for (const EmbeddingMatch& kept : out)
-      same |= kept.reference == m.reference && std::abs(kept.offset_s - m.offset_s) < 2.0;
+      same |= kept.reference == m.reference &&
+              std::abs((kept.offset_s - kept.query_start * (kept.speed - 1)) -
+                       (m.offset_s - m.query_start * (m.speed - 1))) < 2.0;
     if (same) continue;
     out.push_back(m);
     if (out.size() >= size_t(options_.max_matches)) break;
+  }
+  // Each match's lead over the other references.
+  for (EmbeddingMatch& m : out) {
+    for (const EmbeddingMatch& other : out)
+      if (other.reference != m.reference) m.runner_up = std::max(m.runner_up, other.strength);
+    m.decision = m.strength - options_.runner_up_weight * m.runner_up;
   }
   if (background_out) *background_out = std::move(background);
   return out;

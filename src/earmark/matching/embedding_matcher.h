@@ -44,13 +44,28 @@ struct EmbeddingMatchOptions {
   // The background is at least this: in a small catalogue the 16th neighbour is far off even for
   // windows that resemble much music, and margins over it would mean little.
   double background_floor = 0.5;
+  // Speed changes tried when scoring a candidate (reference seconds per query second, 1 +- this,
+  // in steps of speed_step; 0: off). The network tolerates a few per cent, but over a long query
+  // a fixed offset drifts off the reference windows: 3 % over 10 s is 0.3 s.
+  double max_speed_change = 0.06;
+  double speed_step = 0.015;
+  int speed_candidates = 4;  // the strongest candidates at speed 1 that are tried at the others
+  // A match's decision value (EmbeddingMatch::decision): its strength, the segment's mean margin
+  // plus length_bonus * ln(segment length in 0.1 s steps), less runner_up_weight times the
+  // strongest match of another reference for the same query. Similarities of one query are not
+  // comparable with another's: a noisy or generic query is a little similar to much of the
+  // catalogue, and its best chance alignment then looks as good as another query's true one.
+  // What a true match has and a chance one lacks is a lead over every other reference.
+  double length_bonus = 0.05;
+  double runner_up_weight = 0.5;
   double min_score = 0.0;  // matches scoring below are dropped (the scanner decides)
   int max_matches = 10;
 };
 
 struct EmbeddingMatch {
   uint32_t reference = 0;
-  double offset_s = 0;  // reference time minus query time
+  double offset_s = 0;  // reference time minus query time, at query_start
+  double speed = 1.0;   // reference seconds per query second
   double query_start = 0, query_end = 0;
   double score = 0;   // mean aligned similarity over the matched segment's windows
   double margin = 0;  // mean of (similarity - background) over the segment
@@ -58,6 +73,9 @@ struct EmbeddingMatch {
   // Sum of (similarity - background - segment_floor) over the segment: grows with both how
   // distinct and how long the match is.
   double evidence = 0;
+  double strength = 0;   // margin plus the length bonus (EmbeddingMatchOptions)
+  double runner_up = 0;  // the strongest other reference's strength, at least 0
+  double decision = 0;   // strength - runner_up_weight * runner_up
 };
 
 class EmbeddingMatcher {
@@ -70,8 +88,9 @@ class EmbeddingMatcher {
   std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
                                     double window_s,
                                     std::vector<float>* background = nullptr) const;
-  // The query scored against one reference at about one offset (refined by up to two query hops
-  // either way), against the backgrounds match() gave for this query: how another stage's
+  // The query scored against one reference at about one offset (reference minus query time at
+  // the query's middle; refined by up to two query hops either way, and over the speeds the
+  // options allow), against the backgrounds match() gave for this query: how another stage's
   // candidate looks to this one. windows == 0 in the result when the query does not overlap the
   // reference there.
   EmbeddingMatch score_at(const float* query, size_t windows, double query_hop_s, double window_s,
@@ -79,10 +98,17 @@ class EmbeddingMatcher {
                           const std::vector<float>& background) const;
 
  private:
-  // Per-window similarity of the query at `offset` against one reference (-2 where the window
-  // falls outside the reference).
+  int speed_steps() const;  // either side of speed 1
+  // score_at() over the speeds given (1 +- steps of speed_step).
+  EmbeddingMatch score_over(const float* query, size_t windows, double query_hop_s, double window_s,
+                            uint32_t reference, double offset_s,
+                            const std::vector<float>& background, int speed_steps) const;
+  // Per-window similarity of the query against one reference (-2 where the window falls outside
+  // the reference): query time t is compared with reference time pivot + offset +
+  // (t - pivot) * speed.
   void aligned_similarities(const float* query, size_t windows, double query_hop_s, uint32_t ref,
-                            double offset, std::vector<float>& out) const;
+                            double pivot, double offset, double speed,
+                            std::vector<float>& out) const;
   // The best segment of (similarity - background); backgrounds are per window.
   // The best segment of those similarities: its mean, first and last window.
   struct Segment {

@@ -98,5 +98,78 @@ TEST(EmbeddingMatcher, FindsTheExcerptItsSpanAndOffset) {
   EXPECT_EQ(window_of(window_id(77, 123)), 123u);
 }
 
+TEST(EmbeddingMatcher, FollowsASpeedChange) {
+  World world;
+  EmbeddingMatchOptions o;
+  o.background_floor = 0.0;
+  // 8 s of reference 1 from 3 s, played 4.5 % fast: 0.36 s of drift end to end.
+  std::vector<float> q(80 * kDim);
+  for (size_t j = 0; j < 80; ++j)
+    world.at(1, 3.0 + 1.045 * 0.1 * double(j), 0.1f, q.data() + j * kDim);
+  const auto found =
+      EmbeddingMatcher(*world.index, world.store, 0.5, o).match(q.data(), 80, 0.1, 0.97);
+  o.max_speed_change = 0;
+  const auto fixed =
+      EmbeddingMatcher(*world.index, world.store, 0.5, o).match(q.data(), 80, 0.1, 0.97);
+  ASSERT_FALSE(found.empty());
+  ASSERT_FALSE(fixed.empty());
+  const EmbeddingMatch& m = found[0];
+  EXPECT_EQ(m.reference, 1u);
+  EXPECT_NEAR(m.speed, 1.045, 0.016);
+  EXPECT_EQ(fixed[0].speed, 1.0);
+  // Reference time at the segment's start and end.
+  EXPECT_NEAR(m.query_start + m.offset_s, 3.0 + 1.045 * m.query_start, 0.11);
+  const double end = m.query_end - 0.97;  // the last window's start
+  EXPECT_NEAR(m.query_start + m.offset_s + (end - m.query_start) * m.speed, 3.0 + 1.045 * end,
+              0.11);
+  EXPECT_GT(m.evidence, fixed[0].evidence);
+  EXPECT_GT(m.margin, fixed[0].margin);
+
+  o.max_speed_change = 0.7;
+  EXPECT_THROW(EmbeddingMatcher(*world.index, world.store, 0.5, o), Error);
+  o.max_speed_change = 0.06;
+  o.speed_step = 0;
+  EXPECT_THROW(EmbeddingMatcher(*world.index, world.store, 0.5, o), Error);
+}
+
+TEST(EmbeddingMatcher, DecisionIsTheLeadOverOtherReferences) {
+  World world;
+  EmbeddingMatchOptions o;
+  o.background_floor = 0.0;
+  EmbeddingMatcher matcher(*world.index, world.store, 0.5, o);
+  // 3 s of reference 0; then the same 3 s blended with reference 3 (two recordings at once, or a
+  // query that looks like two places of the catalogue).
+  std::vector<float> clean(30 * kDim), blend(30 * kDim), other(kDim);
+  for (size_t j = 0; j < 30; ++j) {
+    const double t = 5.0 + 0.1 * double(j);
+    world.at(0, t, 0.1f, clean.data() + j * kDim);
+    std::copy(clean.begin() + j * kDim, clean.begin() + (j + 1) * kDim, blend.begin() + j * kDim);
+    world.at(3, t + 4.0, 0.0f, other.data());
+    for (int k = 0; k < kDim; ++k) blend[j * kDim + k] += 0.9f * other[k];
+    normalise(blend.data() + j * kDim);
+  }
+  const auto a = matcher.match(clean.data(), 30, 0.1, 0.97);
+  const auto b = matcher.match(blend.data(), 30, 0.1, 0.97);
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  EXPECT_EQ(a[0].reference, 0u);
+  for (const auto& m : a) {
+    EXPECT_NEAR(m.strength, m.margin + 0.05 * std::log(std::max(1.0, m.windows * 1.0)), 1e-9);
+    EXPECT_NEAR(m.decision, m.strength - 0.5 * m.runner_up, 1e-9);
+  }
+  EXPECT_LT(a[0].runner_up, 0.5 * a[0].strength);
+  // In the blend, both references stand out: each is the other's runner-up.
+  EXPECT_TRUE(b[0].reference == 0u || b[0].reference == 3u);
+  double best_other = 0;
+  for (const auto& m : b)
+    if (m.reference != b[0].reference) best_other = std::max(best_other, m.strength);
+  EXPECT_GT(best_other, 0.5 * b[0].strength);
+  EXPECT_GE(b[0].runner_up, best_other - 1e-12);
+  EXPECT_LT(b[0].decision, a[0].decision - 0.1);
+
+  o.runner_up_weight = 3;
+  EXPECT_THROW(EmbeddingMatcher(*world.index, world.store, 0.5, o), Error);
+}
+
 }  // namespace
 }  // namespace earmark

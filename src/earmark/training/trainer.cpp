@@ -10,7 +10,6 @@
 #include <numeric>
 #include <random>
 
-#include "earmark/common/checksum.h"
 #include "earmark/common/error.h"
 #include "earmark/embeddings/fingerprint_net_module.h"
 
@@ -18,10 +17,7 @@ namespace earmark {
 
 void TrainOptions::validate() const {
   net.validate();
-  augment.validate();
   if (out_dir.empty()) throw Error("training: an output folder is needed");
-  if (train_pairs < size_t(2 * batch_pairs) || train_pairs > 20'000'000)
-    throw Error("training: train_pairs must be at least two batches and at most 20 M");
   if (val_pairs < 2 || val_pairs > 100'000)
     throw Error("training: val_pairs must be in [2, 100000]");
   if (!(val_share > 0 && val_share < 0.5)) throw Error("training: val_share must be in (0, 0.5)");
@@ -118,21 +114,6 @@ double learning_rate_at(const TrainOptions& o, int step) {
          (0.05 + 0.95 * 0.5 * (1 + std::cos(3.14159265358979 * std::min(1.0, progress))));
 }
 
-// Music files for validation: a fixed share chosen by a hash of the file name, at least one.
-constexpr uint64_t kSplitSeed = 1469598103934665603ULL;
-void split_music(const std::vector<std::string>& music, double share,
-                 std::vector<std::string>& train, std::vector<std::string>& val) {
-  std::vector<std::pair<uint64_t, std::string>> keyed;
-  for (const auto& p : music) {
-    // Seeded as when the shipped weights were trained, so their held-out files stay held out.
-    const std::string name = std::filesystem::path(p).filename().string();
-    keyed.emplace_back(fnv1a(kSplitSeed, name.data(), name.size()), p);
-  }
-  std::sort(keyed.begin(), keyed.end());
-  const size_t n_val = std::max<size_t>(1, size_t(std::lround(share * keyed.size())));
-  for (size_t i = 0; i < keyed.size(); ++i) (i < n_val ? val : train).push_back(keyed[i].second);
-}
-
 // Embeds normalised windows in eval mode, in chunks.
 torch::Tensor embed_all(FingerprintNet& net, const PairCache& cache, bool positives,
                         torch::Device device) {
@@ -160,35 +141,29 @@ double top1_of(const torch::Tensor& anchors, const torch::Tensor& positives) {
 
 }  // namespace
 
-TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& options) {
-  options.validate();
-  namespace fs = std::filesystem;
+void create_training_folder(const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(options.out_dir, ec);
-  if (ec || !fs::is_directory(options.out_dir))
-    throw Error("training: cannot create " + options.out_dir + ": " + ec.message());
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir))
+    throw Error("training: cannot create " + dir + ": " + ec.message());
+}
+
+TrainReport train_on_pairs(const PairCache& train, const PairCache& val,
+                           const TrainOptions& options) {
+  options.validate();
+  const PairShape shape{options.net.window_frames, options.net.mel_bins};
+  for (const PairCache* c : {&train, &val})
+    if (c->shape().window_frames != shape.window_frames || c->shape().mel_bins != shape.mel_bins)
+      throw Error("training: the pairs are " + std::to_string(c->shape().window_frames) + " x " +
+                  std::to_string(c->shape().mel_bins) + " windows; the network takes " +
+                  std::to_string(shape.window_frames) + " x " + std::to_string(shape.mel_bins));
+  if (train.size() < size_t(2 * options.batch_pairs) || val.size() < 2)
+    throw Error("training: need at least two batches of training pairs and two validation pairs");
+  create_training_folder(options.out_dir);
   torch::Device device(options.device == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw Error("training: no CUDA device (this libtorch is CPU-only or no GPU is present)");
   torch::set_num_threads(options.threads);
-
-  std::vector<std::string> train_music, val_music;
-  split_music(data.music, options.val_share, train_music, val_music);
-  if (train_music.empty()) throw Error("training: at least two music files are needed");
-  AudioBank music = AudioBank::load(train_music, 2.0, options.threads, "training music");
-  AudioBank held_out = AudioBank::load(val_music, 2.0, options.threads, "validation music");
-  AudioBank noise = AudioBank::load(data.noise, 0.5, options.threads, "noise");
-  AudioBank speech = AudioBank::load(data.speech, 0.5, options.threads, "speech");
-  if (music.size() == 0 || held_out.size() == 0)
-    throw Error("training: no decodable music for training or validation");
-
-  PairShape shape{options.net.window_frames, options.net.mel_bins};
-  PairCache train =
-      PairCache::build(options.out_dir + "/train-pairs.bin", music, noise, speech, options.augment,
-                       shape, options.seed, options.train_pairs, options.threads);
-  PairCache val =
-      PairCache::build(options.out_dir + "/val-pairs.bin", held_out, noise, speech, options.augment,
-                       shape, options.seed + 1000003, options.val_pairs, options.threads);
 
   torch::manual_seed(options.seed);
   FingerprintNet net(options.net);
@@ -196,7 +171,7 @@ TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& 
   AdamW adam(net);
   int step = 0;
   const std::string checkpoint = options.out_dir + "/checkpoint.safetensors";
-  if (fs::exists(checkpoint)) {
+  if (std::filesystem::exists(checkpoint)) {
     SafetensorsFile file(checkpoint);
     if (fingerprint_config_of(file).to_json() != options.net.to_json())
       throw Error(checkpoint + " is of another network shape; remove it or use another folder");
@@ -209,7 +184,7 @@ TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& 
     std::map<std::string, std::string> meta{{"step", std::to_string(step)},
                                             {"name", options.name},
                                             {"seed", std::to_string(options.seed)},
-                                            {"train_pairs", std::to_string(options.train_pairs)},
+                                            {"train_pairs", std::to_string(train.size())},
                                             {"batch_pairs", std::to_string(options.batch_pairs)},
                                             {"temperature", std::to_string(options.temperature)},
                                             {"val_top1", std::to_string(val_top1)}};

@@ -2,11 +2,15 @@
 // Contrastive training of the fingerprint network (NT-Xent over in-batch negatives), on the CPU or
 // a CUDA device. Resumable: a checkpoint (weights, optimiser moments, step) is written atomically
 // every few hundred steps and picked up by the next run with the same output folder.
+// Two halves: prepare_training_pairs() (training_run.cpp) decodes and degrades audio into cached
+// pairs; train_on_pairs() (trainer.cpp) needs only those and libtorch, so the pairs can be made
+// on one machine and the network trained on another (earmark-train, see README).
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "earmark/embeddings/fingerprint_net.h"
+#include "earmark/training/pair_cache.h"
 #include "earmark/training/training_pairs.h"
 
 namespace earmark {
@@ -21,7 +25,7 @@ struct TrainOptions {
   std::string out_dir;  // pair caches, checkpoint.safetensors, fingerprint_net.safetensors
   FingerprintNetConfig net;
   AugmentationOptions augment;
-  size_t train_pairs = 60000;  // cached augmented pairs; epochs go over them in seeded orders
+  size_t train_pairs = 60000;  // pairs to make; epochs go over them in seeded orders
   size_t val_pairs = 1000;     // pairs from held-out music files, for the retrieval accuracy
   double val_share = 0.05;     // share of the music files held out
   int batch_pairs = 128;       // 2x this many windows per step
@@ -41,7 +45,9 @@ struct TrainOptions {
   std::string device = "cpu";       // "cpu" or "cuda"
   std::string name = "earmark-fp";  // recorded in the weight file
 
-  void validate() const;  // throws earmark::Error on absurd values
+  // Throws earmark::Error on absurd values (the augmentation options are checked where pairs
+  // are made).
+  void validate() const;
 };
 
 struct TrainReport {
@@ -53,9 +59,33 @@ struct TrainReport {
   std::string weights;  // path of the final weights
 };
 
-// Decodes the data, builds (or reads) the pair caches, trains to options.steps and writes the final
-// weights. Logs progress, loss and validation accuracy to stderr. Throws earmark::Error on bad
-// options, no usable music, or an output folder that cannot be written.
+inline std::string training_pairs_path(const std::string& out_dir) {
+  return out_dir + "/train-pairs.bin";
+}
+inline std::string validation_pairs_path(const std::string& out_dir) {
+  return out_dir + "/val-pairs.bin";
+}
+
+// Creates the output folder (and its parents); throws earmark::Error if it cannot.
+void create_training_folder(const std::string& dir);
+
+struct PreparedPairs {
+  PairCache train, val;
+};
+
+// Decodes the data and makes the pair caches in options.out_dir, or reads them if they hold
+// exactly these pairs. Throws earmark::Error on bad options, no usable music, or an output
+// folder that cannot be written.
+PreparedPairs prepare_training_pairs(const TrainingData& data, const TrainOptions& options);
+
+// Trains to options.steps on the given pairs, resuming from options.out_dir's checkpoint, and
+// writes the final weights there. Logs progress, loss and validation accuracy to stderr. Throws
+// earmark::Error on bad options, pairs of another shape than the network's, or an output folder
+// that cannot be written.
+TrainReport train_on_pairs(const PairCache& train, const PairCache& val,
+                           const TrainOptions& options);
+
+// prepare_training_pairs(), then train_on_pairs().
 TrainReport train_fingerprint_net(const TrainingData& data, const TrainOptions& options);
 
 }  // namespace earmark

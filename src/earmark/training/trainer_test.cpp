@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "earmark/common/error.h"
 #include "earmark/common/safetensors.h"
 #include "earmark/common/test_audio_test_util.h"
@@ -22,6 +24,17 @@ struct Data {
     data.noise.push_back(dir / "noise.wav");
   }
 };
+
+// Same tensors, element by element.
+void expect_same_weights(const std::string& a_path, const std::string& b_path, double tolerance) {
+  SafetensorsFile x(a_path), y(b_path);
+  for (const std::string& name : x.names()) {
+    if (x.info(name).dtype != "F32") continue;
+    auto a = x.read_f32(name), b = y.read_f32(name);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tolerance) << name;
+  }
+}
 
 TrainOptions tiny(const std::string& out, int steps) {
   TrainOptions o;
@@ -61,18 +74,46 @@ TEST(Trainer, LearnsAndResumesExactly) {
   EXPECT_EQ(train_fingerprint_net(d.data, first).steps, 25);
   TrainReport resumed = train_fingerprint_net(d.data, tiny(d.dir / "b", 60));
   EXPECT_EQ(resumed.steps, 60);
-  SafetensorsFile x(straight.weights), y(resumed.weights);
-  for (const std::string& name : x.names()) {
-    if (x.info(name).dtype != "F32") continue;
-    auto a = x.read_f32(name), b = y.read_f32(name);
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4) << name;
-  }
-  EXPECT_EQ(y.metadata().at("step"), "60");
+  expect_same_weights(straight.weights, resumed.weights, 1e-4);
+  EXPECT_EQ(SafetensorsFile(resumed.weights).metadata().at("step"), "60");
 
   // The shipped-weights loader reads what the trainer wrote.
   auto net = load_fingerprint_net(resumed.weights);
   EXPECT_EQ(net->dim(), 32);
+}
+
+// The GPU path: pairs made here, the network trained from their files alone (earmark-train).
+TEST(Trainer, TrainsFromPairFilesMadeElsewhere) {
+  Data d;
+  const TrainOptions made = tiny(d.dir / "made", 20);
+  prepare_training_pairs(d.data, made);
+  const PairCache train = PairCache::read(training_pairs_path(made.out_dir));
+  const PairCache val = PairCache::read(validation_pairs_path(made.out_dir));
+  EXPECT_EQ(train.size(), 192u);
+  EXPECT_EQ(val.size(), 48u);
+  TrainReport elsewhere = train_on_pairs(train, val, tiny(d.dir / "elsewhere", 20));
+  TrainReport here = train_fingerprint_net(d.data, tiny(d.dir / "here", 20));
+  EXPECT_EQ(elsewhere.steps, 20);
+  expect_same_weights(here.weights, elsewhere.weights, 1e-5);
+
+  // Pairs of another window length than the network's are refused.
+  TrainOptions longer = tiny(d.dir / "longer", 20);
+  longer.net.window_frames = 192;
+  EXPECT_THROW(train_on_pairs(train, val, longer), Error);
+  // Missing, foreign and truncated files are errors, not empty caches.
+  EXPECT_THROW(PairCache::read(d.dir / "none.bin"), Error);
+  EXPECT_THROW(PairCache::read(d.data.music[0]), Error);
+  const std::string cut = d.dir / "cut.bin";
+  std::filesystem::copy_file(training_pairs_path(made.out_dir), cut);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(cut) / 2);
+  EXPECT_THROW(PairCache::read(cut), Error);
+  // and a damaged cache in a run's folder is made again, not trusted.
+  PairCache again;
+  PairCacheKey key = train.key();
+  EXPECT_FALSE(PairCache::read_if(cut, key, again));
+  EXPECT_TRUE(PairCache::read_if(training_pairs_path(made.out_dir), key, again));
+  key.seed += 1;
+  EXPECT_FALSE(PairCache::read_if(training_pairs_path(made.out_dir), key, again));
 }
 
 TEST(Trainer, RefusesBadOptionsAndData) {

@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -16,7 +16,6 @@
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/features/kaldi_fbank.h"
-#include "earmark/storage/atomic_file.h"
 #include "earmark/training/codec_round_trip.h"
 #include "earmark/training/degradations.h"
 #include "earmark/training/time_pitch.h"
@@ -279,40 +278,11 @@ void PairGenerator::make(uint64_t seed, uint64_t index, float* anchor, float* po
   if (recipe) *recipe = r;
 }
 
-// ---------------------------------------------------------------- PairCache
+// ---------------------------------------------------------------- pair cache
 
-namespace {
-constexpr char kCacheMagic[8] = {'E', 'M', 'P', 'A', 'I', 'R', 'S', '1'};
-struct CacheHeader {
-  char magic[8];
-  uint64_t seed;
-  uint64_t count;
-  uint32_t window_frames;
-  uint32_t mel_bins;
-  uint64_t recipe_hash;  // of the options and the audio banks' contents
-};
-}  // namespace
-
-uint8_t PairCache::quantise(float v) {
-  return uint8_t(std::clamp(std::lround((v + 16.0f) * 8.0f), 0L, 255L));
-}
-
-void PairCache::anchor(size_t i, float* out) const {
-  const uint8_t* p = data_.data() + (2 * i) * shape_.values();
-  for (size_t k = 0; k < shape_.values(); ++k) out[k] = dequantise(p[k]);
-}
-
-void PairCache::positive(size_t i, float* out) const {
-  const uint8_t* p = data_.data() + (2 * i + 1) * shape_.values();
-  for (size_t k = 0; k < shape_.values(); ++k) out[k] = dequantise(p[k]);
-}
-
-PairCache PairCache::build(const std::string& path, const AudioBank& music, const AudioBank& noise,
+PairCache build_pair_cache(const std::string& path, const AudioBank& music, const AudioBank& noise,
                            const AudioBank& speech, const AugmentationOptions& options,
                            const PairShape& shape, uint64_t seed, size_t count, int threads) {
-  PairCache cache;
-  cache.shape_ = shape;
-  cache.count_ = count;
   // What makes the pairs: options, shape and which audio (names and lengths).
   std::string recipe = std::to_string(options.p_tempo_pitch) + std::to_string(options.max_tempo) +
                        std::to_string(options.max_semitones) + std::to_string(options.p_eq) +
@@ -323,31 +293,20 @@ PairCache PairCache::build(const std::string& path, const AudioBank& music, cons
                        std::to_string(options.max_offset_s);
   for (const AudioBank* b : {&music, &noise, &speech})
     for (size_t i = 0; i < b->size(); ++i) recipe += b->name(i) + std::to_string(b->length(i));
-  const uint64_t h = fnv1a(kFnvSeed, recipe.data(), recipe.size());
-  CacheHeader want{};
-  std::memcpy(want.magic, kCacheMagic, 8);
-  want.seed = seed;
-  want.count = count;
-  want.window_frames = uint32_t(shape.window_frames);
-  want.mel_bins = uint32_t(shape.mel_bins);
-  want.recipe_hash = h;
-  const size_t bytes = count * 2 * shape.values();
-
-  if (!path.empty()) {
-    std::ifstream in(path, std::ios::binary);
-    CacheHeader got{};
-    if (in && in.read(reinterpret_cast<char*>(&got), sizeof got) &&
-        std::memcmp(&got, &want, sizeof got) == 0) {
-      cache.data_.resize(bytes);
-      if (in.read(reinterpret_cast<char*>(cache.data_.data()), std::streamsize(bytes))) {
-        spdlog::info("training pairs: {} read from {}", count, path);
-        return cache;
-      }
-      spdlog::warn("training pairs: {} is truncated; making them again", path);
-    }
+  PairCacheKey key;
+  key.seed = seed;
+  key.count = count;
+  key.shape = shape;
+  key.recipe_hash = fnv1a(kFnvSeed, recipe.data(), recipe.size());
+  PairCache cache;
+  if (!path.empty() && PairCache::read_if(path, key, cache)) {
+    spdlog::info("training pairs: {} read from {}", count, path);
+    return cache;
   }
+  if (!path.empty() && std::filesystem::exists(path))
+    spdlog::warn("training pairs: {} holds other pairs or is damaged; making them again", path);
 
-  cache.data_.assign(bytes, 0);
+  cache = PairCache(key);
   std::atomic<size_t> next{0}, done{0};
   std::atomic<bool> failed{false};
   std::string failure;
@@ -359,9 +318,7 @@ PairCache PairCache::build(const std::string& path, const AudioBank& music, cons
       std::vector<float> a(shape.values()), p(shape.values());
       for (size_t i; !failed && (i = next++) < count;) {
         gen.make(seed, i, a.data(), p.data());
-        uint8_t* dst = cache.data_.data() + 2 * i * shape.values();
-        for (size_t k = 0; k < shape.values(); ++k) dst[k] = quantise(a[k]);
-        for (size_t k = 0; k < shape.values(); ++k) dst[shape.values() + k] = quantise(p[k]);
+        cache.set(i, a.data(), p.data());
         const size_t d = ++done;
         if (d % 2000 == 0 || d == count) {
           const double s =
@@ -380,12 +337,7 @@ PairCache PairCache::build(const std::string& path, const AudioBank& music, cons
   for (auto& t : pool) t.join();
   if (failed) throw Error("training pairs: " + failure);
 
-  if (!path.empty()) {
-    AtomicFileWriter out(path);
-    out.write(&want, sizeof want);
-    out.write(cache.data_.data(), cache.data_.size());
-    out.commit();
-  }
+  if (!path.empty()) cache.write(path);
   return cache;
 }
 

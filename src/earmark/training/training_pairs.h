@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "earmark/training/pair_cache.h"
+
 namespace earmark {
 
 // Decoded training audio, 16 kHz mono, kept as 16-bit samples (10 h of music is 1.2 GB so).
@@ -59,14 +61,6 @@ struct AugmentationOptions {
   void validate() const;  // throws earmark::Error on absurd values
 };
 
-struct PairShape {
-  int window_frames = 96;
-  int mel_bins = 128;
-  size_t values() const { return size_t(window_frames) * mel_bins; }
-  // Samples a window of fbank frames spans (25 ms frames every 10 ms at 16 kHz).
-  size_t window_samples() const { return 400 + size_t(window_frames - 1) * 160; }
-};
-
 // What was done to make a pair (for tests and logs).
 struct PairRecipe {
   size_t clip = 0;
@@ -91,29 +85,10 @@ class PairGenerator {
   std::unique_ptr<Impl> impl_;
 };
 
-// Pairs stored quantised (1/8 natural-log steps from -16, one byte per value): 24 KB per pair of
-// 96 x 128 windows. The file is written atomically and records what made it, so a run only reuses
-// a cache made with its own seed, count and shape.
-class PairCache {
- public:
-  // Generates `count` pairs (indices 0..count-1 of `seed`) on `threads` threads, or reads them
-  // from `path` if it holds exactly those; writes `path` if it did not (empty path: memory only).
-  static PairCache build(const std::string& path, const AudioBank& music, const AudioBank& noise,
-                         const AudioBank& speech, const AugmentationOptions& options,
-                         const PairShape& shape, uint64_t seed, size_t count, int threads);
-  size_t size() const { return count_; }
-  const PairShape& shape() const { return shape_; }
-  // Dequantised anchor / positive of pair i.
-  void anchor(size_t i, float* out) const;
-  void positive(size_t i, float* out) const;
-
-  static uint8_t quantise(float v);
-  static float dequantise(uint8_t q) { return float(q) * 0.125f - 16.0f; }
-
- private:
-  PairShape shape_;
-  size_t count_ = 0;
-  std::vector<uint8_t> data_;  // count x {anchor, positive} x values
-};
+// Generates `count` pairs (indices 0..count-1 of `seed`) on `threads` threads, or reads them
+// from `path` if it holds exactly those; writes `path` if it did not (empty path: memory only).
+PairCache build_pair_cache(const std::string& path, const AudioBank& music, const AudioBank& noise,
+                           const AudioBank& speech, const AugmentationOptions& options,
+                           const PairShape& shape, uint64_t seed, size_t count, int threads);
 
 }  // namespace earmark

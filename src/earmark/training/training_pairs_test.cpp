@@ -104,10 +104,10 @@ TEST(TrainingPairs, CacheRoundTripsAndIsRebuiltForOtherPairs) {
   PairShape shape;
   const std::string path = dir / "pairs.bin";
   PairCache c1 =
-      PairCache::build(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 4, 6, 2);
+      build_pair_cache(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 4, 6, 2);
   ASSERT_TRUE(testutil::file_exists(path));
   PairCache c2 =
-      PairCache::build(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 4, 6, 1);
+      build_pair_cache(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 4, 6, 1);
   std::vector<float> x(shape.values()), y(shape.values()), a(shape.values()), p(shape.values());
   PairGenerator gen(b.music, b.noise, b.speech, AugmentationOptions(), shape);
   for (size_t i = 0; i < 6; ++i) {
@@ -119,7 +119,7 @@ TEST(TrainingPairs, CacheRoundTripsAndIsRebuiltForOtherPairs) {
   }
   // Another seed does not reuse the file.
   PairCache c3 =
-      PairCache::build(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 5, 6, 1);
+      build_pair_cache(path, b.music, b.noise, b.speech, AugmentationOptions(), shape, 5, 6, 1);
   c3.positive(0, y.data());
   c1.positive(0, x.data());
   EXPECT_NE(x, y);

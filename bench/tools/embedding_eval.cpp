@@ -187,18 +187,17 @@ int main(int argc, char** argv) {
       }
       nlohmann::json m = nlohmann::json::array();
       for (const auto& x : matches)
-        m.push_back(
-            {{"ref", ids[x.reference]},
-             {"score", x.evidence},
-             {"similarity", x.score},
-             {"margin", x.margin},
-             {"windows", x.windows},
-             {"query_start", x.query_start},
-             {"query_end", x.query_end},
-             {"ref_start", x.query_start + x.offset_s},
-             {"ref_end", x.query_start + x.offset_s + (x.query_end - x.query_start) * x.speed},
-             {"speed", x.speed},
-             {"pitch", 1.0}});
+        m.push_back({{"ref", ids[x.reference]},
+                     {"score", x.evidence},
+                     {"similarity", x.score},
+                     {"margin", x.margin},
+                     {"windows", x.windows},
+                     {"query_start", x.query_start},
+                     {"query_end", x.query_end},
+                     {"ref_start", x.reference_time(x.query_start)},
+                     {"ref_end", x.reference_time(x.query_end)},
+                     {"speed", x.speed},
+                     {"pitch", 1.0}});
       results << nlohmann::json({{"query", q}, {"matches", m}}).dump() << "\n";
       timing.push_back({{"query", q},
                         {"duration_s", samples.size() / 16000.0},

@@ -432,11 +432,9 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     auto ref = std::find_if(refs.begin(), refs.end(),
                             [&m](const Reference& r) { return r.id == m.ref_id; });
     if (ref == refs.end()) continue;
-    // score_at() takes the offset at the query's middle.
-    const double middle = double(windows - 1) / 2 * hop_s;  // windows > 0 here
     const EmbeddingMatch e =
         matcher.score_at(vectors.data(), windows, hop_s, window_s, uint32_t(ref->key),
-                         m.ref_start + (middle - m.query_start) * m.speed - middle, background);
+                         m.ref_start - m.query_start * m.speed, m.speed, background);
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }
@@ -462,7 +460,7 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     s.query_start = e.query_start;
     s.query_end = std::min(e.query_end, duration_s);
     // The first reference window's interpolation reaches a little before 0.
-    s.ref_start = std::max(0.0, e.query_start + e.offset_s);
+    s.ref_start = std::max(0.0, e.reference_time(e.query_start));
     s.ref_end = s.ref_start + (s.query_end - s.query_start) * e.speed;
     s.speed = e.speed;
     // On the landmark scale: the threshold of the type and length is reached where the decision

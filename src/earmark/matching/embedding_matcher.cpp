@@ -101,9 +101,11 @@ EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
 
 EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, double query_hop_s,
                                           double window_s, uint32_t reference, double offset_s,
+                                          double speed,
                                           const std::vector<float>& background) const {
-  return score_over(query, windows, query_hop_s, window_s, reference, offset_s, background,
-                    speed_steps());
+  const double pivot = pivot_of(windows, query_hop_s);
+  return score_over(query, windows, query_hop_s, window_s, reference,
+                    offset_s + pivot * speed - pivot, background, speed_steps());
 }
 
 int EmbeddingMatcher::speed_steps() const {
@@ -113,16 +115,16 @@ int EmbeddingMatcher::speed_steps() const {
 }
 
 EmbeddingMatch EmbeddingMatcher::score_over(const float* query, size_t windows, double query_hop_s,
-                                            double window_s, uint32_t reference, double offset_s,
+                                            double window_s, uint32_t reference,
+                                            double pivot_offset_s,
                                             const std::vector<float>& background,
                                             int speeds) const {
   EmbeddingMatch best;
   if (background.size() != windows) return best;  // not this query's backgrounds
   double best_gain = -1e300;
   std::vector<float> sims_at;
-  // Speeds pivot on the query's middle, where a drifting alignment strays least from the votes.
-  const double pivot = windows > 0 ? double(windows - 1) / 2 * query_hop_s : 0.0;
-  const int64_t centre = std::llround(offset_s / query_hop_s);
+  const double pivot = pivot_of(windows, query_hop_s);
+  const int64_t centre = std::llround(pivot_offset_s / query_hop_s);
   for (int v = -speeds; v <= speeds; ++v) {
     const double speed = 1.0 + v * options_.speed_step;
     for (int64_t d = -2; d <= 2; ++d) {
@@ -182,8 +184,8 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   if (ranked.size() > size_t(options_.candidates)) ranked.resize(size_t(options_.candidates));
 
   // Each candidate scored over its best segment, its offset refined to the query hop; the
-  // strongest few also over the speeds. The votes were cast at each window's own time, while
-  // score_over() takes the offset at the query's middle: the same at speed 1.
+  // strongest few also over the speeds. A vote's offset holds at every query time, the pivot's
+  // included, at speed 1.
   std::vector<EmbeddingMatch> scored;
   auto by_evidence = [](const auto& a, const auto& b) { return a.evidence > b.evidence; };
   for (const auto& [v, key] : ranked) {
@@ -194,9 +196,10 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   std::sort(scored.begin(), scored.end(), by_evidence);
   const int speeds = speed_steps();
   if (speeds > 0) {
+    const double pivot = pivot_of(windows, query_hop_s);
     for (size_t i = 0; i < scored.size() && i < size_t(options_.speed_candidates); ++i)
       scored[i] = score_over(query, windows, query_hop_s, window_s, scored[i].reference,
-                             scored[i].offset_s, background, speeds);
+                             scored[i].reference_time(pivot) - pivot, background, speeds);
     std::sort(scored.begin(), scored.end(), by_evidence);
   }
 
@@ -207,8 +210,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
     bool same = false;
     for (const EmbeddingMatch& kept : out)
       same |= kept.reference == m.reference &&
-              std::abs((kept.offset_s - kept.query_start * (kept.speed - 1)) -
-                       (m.offset_s - m.query_start * (m.speed - 1))) < 2.0;
+              std::abs(kept.reference_time(0) - m.reference_time(0)) < 2.0;
     if (same) continue;
     out.push_back(m);
     if (out.size() >= size_t(options_.max_matches)) break;

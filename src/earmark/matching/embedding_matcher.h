@@ -76,6 +76,11 @@ struct EmbeddingMatch {
   double strength = 0;   // margin plus the length bonus (EmbeddingMatchOptions)
   double runner_up = 0;  // the strongest other reference's strength, at least 0
   double decision = 0;   // strength - runner_up_weight * runner_up
+
+  // The reference time aligned with query time t.
+  double reference_time(double t) const {
+    return query_start + offset_s + (t - query_start) * speed;
+  }
 };
 
 class EmbeddingMatcher {
@@ -88,20 +93,25 @@ class EmbeddingMatcher {
   std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
                                     double window_s,
                                     std::vector<float>* background = nullptr) const;
-  // The query scored against one reference at about one offset (reference minus query time at
-  // the query's middle; refined by up to two query hops either way, and over the speeds the
+  // The query scored against one reference about one alignment, reference time offset_s + t *
+  // speed for query time t (refined by up to two query hops either way, and over the speeds the
   // options allow), against the backgrounds match() gave for this query: how another stage's
   // candidate looks to this one. windows == 0 in the result when the query does not overlap the
   // reference there.
   EmbeddingMatch score_at(const float* query, size_t windows, double query_hop_s, double window_s,
-                          uint32_t reference, double offset_s,
+                          uint32_t reference, double offset_s, double speed,
                           const std::vector<float>& background) const;
 
  private:
   int speed_steps() const;  // either side of speed 1
-  // score_at() over the speeds given (1 +- steps of speed_step).
+  // Speeds pivot on the query's middle, where a drifting alignment strays least from the votes.
+  static double pivot_of(size_t windows, double query_hop_s) {
+    return windows > 0 ? double(windows - 1) / 2 * query_hop_s : 0.0;
+  }
+  // The query scored about reference time pivot + pivot_offset_s at the pivot, over the speeds
+  // given (1 +- steps of speed_step).
   EmbeddingMatch score_over(const float* query, size_t windows, double query_hop_s, double window_s,
-                            uint32_t reference, double offset_s,
+                            uint32_t reference, double pivot_offset_s,
                             const std::vector<float>& background, int speed_steps) const;
   // Per-window similarity of the query against one reference (-2 where the window falls outside
   // the reference): query time t is compared with reference time pivot + offset +

@@ -118,10 +118,9 @@ TEST(EmbeddingMatcher, FollowsASpeedChange) {
   EXPECT_NEAR(m.speed, 1.045, 0.016);
   EXPECT_EQ(fixed[0].speed, 1.0);
   // Reference time at the segment's start and end.
-  EXPECT_NEAR(m.query_start + m.offset_s, 3.0 + 1.045 * m.query_start, 0.11);
+  EXPECT_NEAR(m.reference_time(m.query_start), 3.0 + 1.045 * m.query_start, 0.11);
   const double end = m.query_end - 0.97;  // the last window's start
-  EXPECT_NEAR(m.query_start + m.offset_s + (end - m.query_start) * m.speed, 3.0 + 1.045 * end,
-              0.11);
+  EXPECT_NEAR(m.reference_time(end), 3.0 + 1.045 * end, 0.11);
   EXPECT_GT(m.evidence, fixed[0].evidence);
   EXPECT_GT(m.margin, fixed[0].margin);
 

@@ -128,19 +128,6 @@ std::vector<std::string> audio_inputs(const std::vector<std::string>& inputs) {
   return out;
 }
 
-std::vector<int> parse_ints(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  for (std::string part; std::getline(ss, part, ',');) {
-    try {
-      out.push_back(std::stoi(part));
-    } catch (const std::exception&) {
-      throw Error("expected comma-separated integers, got '" + text + "'");
-    }
-  }
-  return out;
-}
-
 class Progress {
  public:
   explicit Progress(size_t total) : total_(total), tty_(::isatty(2)) {}
@@ -533,7 +520,8 @@ int main(int argc, char** argv) {
       return failed ? 1 : 0;
     }
     if (*cmd_train) {
-      if (!channels_text.empty()) train.net.channels = parse_ints(channels_text);
+      if (!channels_text.empty())
+        train.net.channels = FingerprintNetConfig::parse_channels(channels_text);
       TrainingData data{audio_inputs(train_music), audio_inputs(train_noise),
                         audio_inputs(train_speech)};
       if (prepare_only) {

@@ -16,28 +16,6 @@
 #include "earmark/common/error.h"
 #include "earmark/training/trainer.h"
 
-namespace {
-
-std::vector<int> parse_channels(const std::string& text) {
-  std::vector<int> out;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
-    try {
-      size_t used = 0;
-      out.push_back(std::stoi(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw earmark::Error("--channels: not a list of integers: " + text);
-    }
-    at = comma + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace earmark;
   mallopt(M_MMAP_THRESHOLD, 1 << 30);  // without these, libtorch on the CPU is several times slower
@@ -73,7 +51,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    if (!channels.empty()) o.net.channels = parse_channels(channels);
+    if (!channels.empty()) o.net.channels = FingerprintNetConfig::parse_channels(channels);
     const PairCache train = PairCache::read(training_pairs_path(pairs_dir));
     const PairCache val = PairCache::read(validation_pairs_path(pairs_dir));
     // The window is the pairs'; the rest of the network is the options'.

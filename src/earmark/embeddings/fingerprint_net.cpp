@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include "earmark/common/error.h"
 #include "earmark/embeddings/fingerprint_net_module.h"
@@ -30,6 +32,24 @@ FingerprintNetConfig FingerprintNetConfig::from_json(const nlohmann::json& j) {
   }
   c.validate();
   return c;
+}
+
+std::vector<int> FingerprintNetConfig::parse_channels(const std::string& text) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    try {
+      size_t used = 0;
+      out.push_back(std::stoi(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw Error("--channels: not a list of integers: " + text);
+    }
+    at = comma + 1;
+  }
+  return out;
 }
 
 void FingerprintNetConfig::validate() const {

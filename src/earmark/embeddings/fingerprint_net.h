@@ -27,6 +27,9 @@ struct FingerprintNetConfig {
   static FingerprintNetConfig from_json(const nlohmann::json& j);
   // Throws earmark::Error on absurd values.
   void validate() const;
+  // "24,48,96,160,256" (the command lines' --channels) -> channels. Throws earmark::Error for
+  // anything but comma-separated integers.
+  static std::vector<int> parse_channels(const std::string& text);
   // Rows x columns of the last stage's map.
   int final_bins() const;
   int final_frames() const;

@@ -136,5 +136,12 @@ TEST(FingerprintNet, ShippedWeightsTellMomentsApart) {
   EXPECT_GE(double(right) / query.windows(), 0.9) << right << " of " << query.windows();
 }
 
+TEST(FingerprintNetConfig, ParsesChannelLists) {
+  EXPECT_EQ(FingerprintNetConfig::parse_channels("24,48,96"), (std::vector<int>{24, 48, 96}));
+  EXPECT_EQ(FingerprintNetConfig::parse_channels("8"), (std::vector<int>{8}));
+  for (const char* bad : {"", "8,x", "8x,16", "8,,16", "8,16,"})
+    EXPECT_THROW(FingerprintNetConfig::parse_channels(bad), Error) << bad;
+}
+
 }  // namespace
 }  // namespace earmark

@@ -423,10 +423,10 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   if (windows == 0 || store.vectors() == 0) return;
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
   const auto& refs = db_.references();
-  // Search first: it also gives each query window's background, which the verifications need.
-  std::vector<float> background;
+  // Search first: it also gives each query window's neighbours, which the verifications need.
+  QueryNeighbours neighbours;
   const std::vector<EmbeddingMatch> found =
-      matcher.match(vectors.data(), windows, hop_s, window_s, &background);
+      matcher.match(vectors.data(), windows, hop_s, window_s, &neighbours);
   for (ScanMatch& m : matches) {
     if (m.content_type == ContentType::kTrademark && !template_only(m)) continue;
     auto ref = std::find_if(refs.begin(), refs.end(),
@@ -434,7 +434,7 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     if (ref == refs.end()) continue;
     const EmbeddingMatch e =
         matcher.score_at(vectors.data(), windows, hop_s, window_s, uint32_t(ref->key),
-                         m.ref_start - m.query_start * m.speed, m.speed, background);
+                         m.ref_start - m.query_start * m.speed, m.speed, neighbours);
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }
@@ -459,7 +459,7 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     s.content_type = ref.content_type;
     s.query_start = e.query_start;
     s.query_end = std::min(e.query_end, duration_s);
-    // The first reference window's interpolation reaches a little before 0.
+    // The span about the segment's first reference window can reach a little before 0.
     s.ref_start = std::max(0.0, e.reference_time(e.query_start));
     s.ref_end = s.ref_start + (s.query_end - s.query_start) * e.speed;
     s.speed = e.speed;

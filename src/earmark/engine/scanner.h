@@ -68,10 +68,7 @@ struct ScanOptions {
   // Set on the development split (2,520 queries), where no negative's pair reached 1.27.
   double logo_agreement = 1.4;
   // The embedding stage, where the index has one: a query in which landmarks find no music or
-  // other reference is searched by embedding alone. Its decision value is the matched segment's
-  // mean margin over the background plus 0.05 ln(its length in 0.1 s steps), so longer segments
-  // need less margin; the threshold was set on the development split, where no negative reached
-  // 0.305.
+  // other reference is searched by embedding alone, and decided by embedding_threshold.
   bool embedding = true;
   // The landmark stage, and with it the sound-logo stages (they share its spectrogram and peaks).
   // Off: the embedding stage alone searches every query (for its own figures).
@@ -82,12 +79,12 @@ struct ScanOptions {
   // and searched; only when that search finds a candidate whose decision value reaches
   // embedding_refine_share of the threshold is it embedded on the fine hop and decided there.
   // Most queries that reach this stage hold nothing catalogued (the landmarks found no music
-  // because there is none), and the coarse pass costs less than half the fine one. A 0.5 s hop
-  // was cheaper still but misjudged 2-3 s excerpts inside longer recordings (too few windows on
-  // them): against the 13.4 h catalogue it lost three at 0.8. At 0.25 s, shares of 0.8 to 0.9
-  // lost no query on the development split at either catalogue size. 0 turns the pass off.
+  // because there is none). A 0.5 s hop was cheaper still but misjudged 2-3 s excerpts inside
+  // longer recordings (too few windows on them). At 0.25 s a coarse window is up to 0.125 s
+  // from the reference window it is compared with, so coarse decisions run low: a share of 0.6
+  // lost no query on the development split, 0.7 lost one. 0 turns the pass off.
   int embedding_coarse_hop_frames = 25;
-  double embedding_refine_share = 0.8;
+  double embedding_refine_share = 0.6;
   int embedding_threads = 0;  // intra-op threads of the network; 0: one per core
   // Also score the landmark stage's matches by embedding (evidence only). Off by default: a
   // query whose music the landmarks found is then not embedded at all, which saves most of its
@@ -95,11 +92,12 @@ struct ScanOptions {
   bool embedding_verify = false;
   // The decision value (EmbeddingMatch::decision) a match found by embedding alone needs: this at
   // 1 s, growing by embedding_threshold_growth per e-fold of query length. A longer query offers
-  // more places for a chance run of similar windows, and its best one earns the length bonus; the
-  // strongest negative of each length on the development split (jingle negatives included) sits
-  // close to this line. Calibrated there: see README.
-  double embedding_threshold = 0.155;
-  double embedding_threshold_growth = 0.05;
+  // more places for a chance run of similar windows, and its best one earns the length bonus.
+  // With the growth about equal to the length bonus, a match pays for the part of the query it
+  // does not cover. Calibrated on the development split, on the strongest negative of each length
+  // (jingle negatives and wrong references included): see README.
+  double embedding_threshold = 0.10;
+  double embedding_threshold_growth = 0.06;
   // A sound logo that only its template found (no constellation, no landmarks) is dropped when
   // the embedding stage finds the query at that place less like the logo than like its
   // background (margin below this). On the development split the one music negative a template

@@ -33,44 +33,43 @@ void EmbeddingMatcher::aligned_similarities(const float* query, size_t windows, 
                                             std::vector<float>& out) const {
   const size_t ref_windows = vectors_.windows(ref);
   const int dim = index_.dim();
-  out.assign(windows, -2.0f);
+  out.assign(windows, kOutside);
   if (ref_windows == 0) return;
-  auto dot = [dim](const float* x, const float* y) {
-    float d = 0;
-    for (int k = 0; k < dim; ++k) d += x[k] * y[k];
-    return d;
-  };
+  // The query hop in reference windows: of the query windows about one reference window, only
+  // the nearest is compared with it. The network tells apart windows a quarter of a second
+  // apart (it is trained for +-0.1 s), so a query window between two reference windows looks
+  // like neither, and neither would an interpolation of the two: such windows sit out instead of
+  // breaking the aligned run.
+  const double step = query_hop_s * speed / reference_hop_s_;
   for (size_t j = 0; j < windows; ++j) {
     const double at =
         (pivot + offset + (double(j) * query_hop_s - pivot) * speed) / reference_hop_s_;
-    if (at < -0.5 || at > double(ref_windows) - 0.5) continue;
-    const float* q = query + j * size_t(dim);
-    // Between two reference windows, compare with their interpolation (embeddings move smoothly
-    // with time): the similarity then peaks at the true offset instead of staying flat across
-    // the reference hop.
-    const double lo = std::floor(at), a = at - lo;
-    if (lo < 0 || lo + 1 >= double(ref_windows)) {
-      out[j] = dot(
-          q, vectors_.vector(ref, size_t(std::clamp(std::lround(at), 0L, long(ref_windows) - 1))));
+    const double nearest = std::round(at);
+    if (nearest < 0 || nearest > double(ref_windows) - 1) continue;
+    if (step < 1 && !(at - nearest > -step / 2 && at - nearest <= step / 2)) {
+      out[j] = kBetween;
       continue;
     }
-    const float* r0 = vectors_.vector(ref, size_t(lo));
-    const float* r1 = vectors_.vector(ref, size_t(lo) + 1);
-    const double norm = std::sqrt(
-        std::max(1e-12, (1 - a) * (1 - a) + a * a + 2 * a * (1 - a) * double(dot(r0, r1))));
-    out[j] = float(((1 - a) * dot(q, r0) + a * dot(q, r1)) / norm);
+    const float* q = query + j * size_t(dim);
+    const float* r = vectors_.vector(ref, size_t(nearest));
+    float d = 0;
+    for (int k = 0; k < dim; ++k) d += q[k] * r[k];
+    out[j] = d;
   }
 }
 
-EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
-    const std::vector<float>& sims, const std::vector<float>& background) const {
-  // Maximum-sum run of (similarity - floor) over consecutive aligned windows (Kadane).
+EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(const std::vector<float>& sims,
+                                                         const std::vector<float>& background,
+                                                         int reach) const {
+  // Maximum-sum run of (similarity - floor) over the aligned windows compared (Kadane); windows
+  // between reference windows neither add to a run nor break it.
   Segment best;
   double run = 0;
   size_t start = 0;
   bool open = false;
   for (size_t j = 0; j < sims.size(); ++j) {
-    if (sims[j] < -1.5f) {
+    if (sims[j] == kBetween) continue;
+    if (sims[j] == kOutside) {
       open = false;
       continue;
     }
@@ -90,22 +89,48 @@ EmbeddingMatcher::Segment EmbeddingMatcher::best_segment(
   if (best.gain > -1e299) {
     double sum = 0, margin = 0;
     for (size_t j = best.first; j <= best.last; ++j) {
+      if (sims[j] == kBetween) continue;
       sum += sims[j];
       margin += sims[j] - background[j];
+      ++best.compared;
     }
-    best.mean = sum / double(best.last - best.first + 1);
-    best.margin = margin / double(best.last - best.first + 1);
+    best.mean = sum / double(best.compared);
+    best.margin = margin / double(best.compared);
+    // The segment's first and last reference windows stand for the query windows about them.
+    best.span_first = best.first;
+    best.span_last = best.last;
+    for (int n = 0; n < reach && best.span_first > 0 && sims[best.span_first - 1] == kBetween; ++n)
+      --best.span_first;
+    for (int n = 0;
+         n < reach && best.span_last + 1 < sims.size() && sims[best.span_last + 1] == kBetween; ++n)
+      ++best.span_last;
   }
   return best;
 }
 
 EmbeddingMatch EmbeddingMatcher::score_at(const float* query, size_t windows, double query_hop_s,
                                           double window_s, uint32_t reference, double offset_s,
-                                          double speed,
-                                          const std::vector<float>& background) const {
+                                          double speed, const QueryNeighbours& neighbours) const {
   const double pivot = pivot_of(windows, query_hop_s);
   return score_over(query, windows, query_hop_s, window_s, reference,
-                    offset_s + pivot * speed - pivot, background, speed_steps());
+                    offset_s + pivot * speed - pivot, neighbours, speed_steps());
+}
+
+void EmbeddingMatcher::background_for(uint32_t reference, const QueryNeighbours& neighbours,
+                                      std::vector<float>& out) const {
+  const int k = neighbours.k;
+  out.assign(neighbours.windows(), float(options_.background_floor));
+  for (size_t j = 0; j < out.size(); ++j) {
+    const float* sims = neighbours.similarities.data() + j * size_t(k);
+    const int64_t* ids = neighbours.ids.data() + j * size_t(k);
+    float other = sims[k - 1];
+    for (int n = 0; n < k; ++n)
+      if (ids[n] >= 0 && reference_of(ids[n]) != reference) {
+        other = sims[n];
+        break;
+      }
+    out[j] = std::max(out[j], other);
+  }
 }
 
 int EmbeddingMatcher::speed_steps() const {
@@ -117,31 +142,35 @@ int EmbeddingMatcher::speed_steps() const {
 EmbeddingMatch EmbeddingMatcher::score_over(const float* query, size_t windows, double query_hop_s,
                                             double window_s, uint32_t reference,
                                             double pivot_offset_s,
-                                            const std::vector<float>& background,
-                                            int speeds) const {
+                                            const QueryNeighbours& neighbours, int speeds) const {
   EmbeddingMatch best;
-  if (background.size() != windows) return best;  // not this query's backgrounds
+  if (neighbours.windows() != windows) return best;  // not this query's neighbours
+  std::vector<float> background;
+  background_for(reference, neighbours, background);
   double best_gain = -1e300;
   std::vector<float> sims_at;
   const double pivot = pivot_of(windows, query_hop_s);
   const int64_t centre = std::llround(pivot_offset_s / query_hop_s);
   for (int v = -speeds; v <= speeds; ++v) {
     const double speed = 1.0 + v * options_.speed_step;
+    // Half the query windows between two compared ones.
+    const int reach = int(std::floor(0.5 * reference_hop_s_ / (query_hop_s * speed) + 1e-9));
     for (int64_t d = -2; d <= 2; ++d) {
       const double offset = double(centre + d) * query_hop_s;
       aligned_similarities(query, windows, query_hop_s, reference, pivot, offset, speed, sims_at);
-      const Segment seg = best_segment(sims_at, background);
+      const Segment seg = best_segment(sims_at, background, reach);
       if (seg.mean < -1.5 || seg.gain <= best_gain) continue;
       best_gain = seg.gain;
       best.reference = reference;
-      best.query_start = double(seg.first) * query_hop_s;
-      best.query_end = double(seg.last) * query_hop_s + window_s;
+      best.query_start = double(seg.span_first) * query_hop_s;
+      best.query_end = double(seg.span_last) * query_hop_s + window_s;
       best.offset_s = pivot + offset + (best.query_start - pivot) * speed - best.query_start;
       best.speed = speed;
       best.score = seg.mean;
       best.evidence = seg.gain;
       best.margin = seg.margin;
       best.windows = int(seg.last - seg.first + 1);
+      best.compared = seg.compared;
     }
   }
   best.strength = best.margin +
@@ -152,17 +181,17 @@ EmbeddingMatch EmbeddingMatcher::score_over(const float* query, size_t windows, 
 
 std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t windows,
                                                     double query_hop_s, double window_s,
-                                                    std::vector<float>* background_out) const {
+                                                    QueryNeighbours* neighbours_out) const {
   std::vector<EmbeddingMatch> out;
   if (windows == 0 || index_.size() == 0) return out;
   const int k = options_.neighbours;
-  std::vector<float> sims(windows * size_t(k));
-  std::vector<int64_t> ids(windows * size_t(k));
-  index_.search(query, windows, k, sims.data(), ids.data());
-
-  std::vector<float> background(windows);
-  for (size_t j = 0; j < windows; ++j)
-    background[j] = std::max(float(options_.background_floor), sims[j * k + k - 1]);
+  QueryNeighbours neighbours;
+  neighbours.k = k;
+  neighbours.similarities.resize(windows * size_t(k));
+  neighbours.ids.resize(windows * size_t(k));
+  index_.search(query, windows, k, neighbours.similarities.data(), neighbours.ids.data());
+  const std::vector<float>& sims = neighbours.similarities;
+  const std::vector<int64_t>& ids = neighbours.ids;
 
   // Votes on (reference, offset), offsets in query hops.
   std::map<std::pair<uint32_t, int64_t>, double> votes;
@@ -190,7 +219,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
   auto by_evidence = [](const auto& a, const auto& b) { return a.evidence > b.evidence; };
   for (const auto& [v, key] : ranked) {
     EmbeddingMatch m = score_over(query, windows, query_hop_s, window_s, key.first,
-                                  double(key.second) * query_hop_s, background, 0);
+                                  double(key.second) * query_hop_s, neighbours, 0);
     if (m.windows > 0) scored.push_back(m);
   }
   std::sort(scored.begin(), scored.end(), by_evidence);
@@ -199,7 +228,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
     const double pivot = pivot_of(windows, query_hop_s);
     for (size_t i = 0; i < scored.size() && i < size_t(options_.speed_candidates); ++i)
       scored[i] = score_over(query, windows, query_hop_s, window_s, scored[i].reference,
-                             scored[i].reference_time(pivot) - pivot, background, speeds);
+                             scored[i].reference_time(pivot) - pivot, neighbours, speeds);
     std::sort(scored.begin(), scored.end(), by_evidence);
   }
 
@@ -221,7 +250,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
       if (other.reference != m.reference) m.runner_up = std::max(m.runner_up, other.strength);
     m.decision = m.strength - options_.runner_up_weight * m.runner_up;
   }
-  if (background_out) *background_out = std::move(background);
+  if (neighbours_out) *neighbours_out = std::move(neighbours);
   return out;
 }
 

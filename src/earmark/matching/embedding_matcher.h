@@ -69,7 +69,8 @@ struct EmbeddingMatch {
   double query_start = 0, query_end = 0;
   double score = 0;   // mean aligned similarity over the matched segment's windows
   double margin = 0;  // mean of (similarity - background) over the segment
-  int windows = 0;    // query windows in the matched segment
+  int windows = 0;    // query windows from the segment's first compared one to its last
+  int compared = 0;   // of those, the ones compared with a reference window (see score_over)
   // Sum of (similarity - background - segment_floor) over the segment: grows with both how
   // distinct and how long the match is.
   double evidence = 0;
@@ -83,24 +84,31 @@ struct EmbeddingMatch {
   }
 };
 
+// Each query window's nearest reference windows, as the vector index returned them: the
+// backgrounds of every alignment scored for this query are drawn from them.
+struct QueryNeighbours {
+  int k = 0;
+  std::vector<float> similarities;  // windows x k, best first
+  std::vector<int64_t> ids;         // window_id()s, -1 where the index had fewer
+  size_t windows() const { return k > 0 ? similarities.size() / size_t(k) : 0; }
+};
+
 class EmbeddingMatcher {
  public:
   EmbeddingMatcher(const VectorIndex& index, const ReferenceVectors& vectors,
                    double reference_hop_s, const EmbeddingMatchOptions& options = {});
   // query: windows x dim row-major, windows query_hop_s apart; window_s is a window's length.
-  // `background`, when given, receives each query window's background similarity, which
-  // score_at() needs.
+  // `neighbours`, when given, receives the query windows' neighbours, which score_at() needs.
   std::vector<EmbeddingMatch> match(const float* query, size_t windows, double query_hop_s,
-                                    double window_s,
-                                    std::vector<float>* background = nullptr) const;
+                                    double window_s, QueryNeighbours* neighbours = nullptr) const;
   // The query scored against one reference about one alignment, reference time offset_s + t *
   // speed for query time t (refined by up to two query hops either way, and over the speeds the
-  // options allow), against the backgrounds match() gave for this query: how another stage's
+  // options allow), against the neighbours match() gave for this query: how another stage's
   // candidate looks to this one. windows == 0 in the result when the query does not overlap the
   // reference there.
   EmbeddingMatch score_at(const float* query, size_t windows, double query_hop_s, double window_s,
                           uint32_t reference, double offset_s, double speed,
-                          const std::vector<float>& background) const;
+                          const QueryNeighbours& neighbours) const;
 
  private:
   int speed_steps() const;  // either side of speed 1
@@ -108,25 +116,34 @@ class EmbeddingMatcher {
   static double pivot_of(size_t windows, double query_hop_s) {
     return windows > 0 ? double(windows - 1) / 2 * query_hop_s : 0.0;
   }
+  // Each query window's background against `reference`: the similarity of its nearest window
+  // of another reference (the k-th neighbour's when all k are of this one), at least
+  // background_floor.
+  void background_for(uint32_t reference, const QueryNeighbours& neighbours,
+                      std::vector<float>& out) const;
   // The query scored about reference time pivot + pivot_offset_s at the pivot, over the speeds
   // given (1 +- steps of speed_step).
   EmbeddingMatch score_over(const float* query, size_t windows, double query_hop_s, double window_s,
                             uint32_t reference, double pivot_offset_s,
-                            const std::vector<float>& background, int speed_steps) const;
-  // Per-window similarity of the query against one reference (-2 where the window falls outside
-  // the reference): query time t is compared with reference time pivot + offset +
-  // (t - pivot) * speed.
+                            const QueryNeighbours& neighbours, int speed_steps) const;
+  // Per-window similarity of the query against one reference, query time t against the nearest
+  // reference window to time pivot + offset + (t - pivot) * speed; kOutside where that falls
+  // outside the reference, kBetween where another query window is nearer to that reference
+  // window.
+  static constexpr float kOutside = -2.0f, kBetween = -3.0f;
   void aligned_similarities(const float* query, size_t windows, double query_hop_s, uint32_t ref,
                             double pivot, double offset, double speed,
                             std::vector<float>& out) const;
-  // The best segment of (similarity - background); backgrounds are per window.
-  // The best segment of those similarities: its mean, first and last window.
+  // The best segment of (similarity - background), backgrounds per window: its mean and mean
+  // margin over the windows compared, its first and last window compared, and the span it
+  // covers: those widened by up to `reach` uncompared windows either side.
   struct Segment {
     double mean = -2, margin = 0, gain = -1e300;
-    size_t first = 0, last = 0;
+    size_t first = 0, last = 0, span_first = 0, span_last = 0;
+    int compared = 0;
   };
-  Segment best_segment(const std::vector<float>& similarities,
-                       const std::vector<float>& background) const;
+  Segment best_segment(const std::vector<float>& similarities, const std::vector<float>& background,
+                       int reach) const;
 
   const VectorIndex& index_;
   const ReferenceVectors& vectors_;

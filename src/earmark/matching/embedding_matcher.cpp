@@ -36,10 +36,10 @@ void EmbeddingMatcher::aligned_similarities(const float* query, size_t windows, 
   out.assign(windows, kOutside);
   if (ref_windows == 0) return;
   // The query hop in reference windows: of the query windows about one reference window, only
-  // the nearest is compared with it. The network tells apart windows a quarter of a second
-  // apart (it is trained for +-0.1 s), so a query window between two reference windows looks
-  // like neither, and neither would an interpolation of the two: such windows sit out instead of
-  // breaking the aligned run.
+  // the nearest is compared with it. The network tells apart windows 0.2 s apart (it is trained
+  // for +-0.1 s), so a query window between two reference windows looks like neither, and
+  // neither would an interpolation of the two: such windows sit out instead of breaking the
+  // aligned run.
   const double step = query_hop_s * speed / reference_hop_s_;
   for (size_t j = 0; j < windows; ++j) {
     const double at =
@@ -124,8 +124,10 @@ void EmbeddingMatcher::background_for(uint32_t reference, const QueryNeighbours&
     const float* sims = neighbours.similarities.data() + j * size_t(k);
     const int64_t* ids = neighbours.ids.data() + j * size_t(k);
     float other = sims[k - 1];
+    // A graph index keeps a removed reference's windows until compaction: they are no rival.
     for (int n = 0; n < k; ++n)
-      if (ids[n] >= 0 && reference_of(ids[n]) != reference) {
+      if (ids[n] >= 0 && reference_of(ids[n]) != reference &&
+          vectors_.windows(reference_of(ids[n])) > 0) {
         other = sims[n];
         break;
       }
@@ -170,7 +172,6 @@ EmbeddingMatch EmbeddingMatcher::score_over(const float* query, size_t windows, 
       best.evidence = seg.gain;
       best.margin = seg.margin;
       best.windows = int(seg.last - seg.first + 1);
-      best.compared = seg.compared;
     }
   }
   best.strength = best.margin +

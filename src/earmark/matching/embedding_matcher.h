@@ -2,8 +2,8 @@
 // Sequence matching of a query's window embeddings against the references' (the embedding stage).
 // Each query window's nearest reference windows vote for a (reference, time offset); the best
 // candidates are then scored over the whole aligned sequence with the full-precision vectors:
-// the mean, over the query's windows, of the similarity to the reference window at the aligned
-// time. A single window can look like many places; a sequence that stays aligned cannot.
+// each reference window in the aligned span against the query window nearest to it. A single
+// window can look like many places; a sequence that stays aligned cannot.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -37,12 +37,15 @@ struct EmbeddingMatchOptions {
   // The matched segment: the run of aligned query windows that maximises the sum of
   // (similarity - segment_floor). A reference excerpt inside unrelated audio is scored on its
   // own span, not diluted by the rest of the query.
-  // Similarities are taken relative to each query window's background: the similarity of its
-  // last (neighbours-th) neighbour. A window that resembles much of the catalogue (silence, a
-  // drone, noise) then counts for little, a window that singles one place out for much.
+  // Similarities are taken relative to each query window's background against the candidate
+  // reference: the similarity of its nearest window of another reference (of its last,
+  // neighbours-th, neighbour when all are of this one). A window that resembles much of the
+  // catalogue (silence, a drone, noise) then counts for little, a window that singles one
+  // reference out for much, and a reference's own repeats (a chorus, a loop) do not count
+  // against it.
   double segment_floor = 0.1;
-  // The background is at least this: in a small catalogue the 16th neighbour is far off even for
-  // windows that resemble much music, and margins over it would mean little.
+  // The background is at least this: in a small catalogue the nearest other reference can be far
+  // off even for windows that resemble much music, and margins over it would mean little.
   double background_floor = 0.5;
   // Speed changes tried when scoring a candidate (reference seconds per query second, 1 +- this,
   // in steps of speed_step; 0: off). The network tolerates a few per cent, but over a long query
@@ -55,7 +58,9 @@ struct EmbeddingMatchOptions {
   // strongest match of another reference for the same query. Similarities of one query are not
   // comparable with another's: a noisy or generic query is a little similar to much of the
   // catalogue, and its best chance alignment then looks as good as another query's true one.
-  // What a true match has and a chance one lacks is a lead over every other reference.
+  // What a true match has and a chance one lacks is a lead over every other reference. (With the
+  // per-reference background the margin is already that lead, window by window: on the
+  // development split the runner-up term moved no decision for any weight from 0 to 1.)
   double length_bonus = 0.05;
   double runner_up_weight = 0.5;
   double min_score = 0.0;  // matches scoring below are dropped (the scanner decides)
@@ -70,7 +75,6 @@ struct EmbeddingMatch {
   double score = 0;   // mean aligned similarity over the matched segment's windows
   double margin = 0;  // mean of (similarity - background) over the segment
   int windows = 0;    // query windows from the segment's first compared one to its last
-  int compared = 0;   // of those, the ones compared with a reference window (see score_over)
   // Sum of (similarity - background - segment_floor) over the segment: grows with both how
   // distinct and how long the match is.
   double evidence = 0;

@@ -178,5 +178,34 @@ TEST(EmbeddingMatcher, MarginIsTheLeadOverOtherReferences) {
   EXPECT_THROW(EmbeddingMatcher(*world.index, world.store, 0.5, o), Error);
 }
 
+TEST(EmbeddingMatcher, ARemovedReferenceIsNoRival) {
+  World world;
+  // Reference 4: a second copy of reference 0, as when one recording is indexed twice.
+  std::vector<int64_t> ids;
+  for (uint32_t w = 0; w < World::kWindows; ++w) ids.push_back(window_id(4, w));
+  world.index->add(world.store.refs[0].data(), World::kWindows, ids.data());
+  world.store.refs.push_back(world.store.refs[0]);
+  EmbeddingMatchOptions o;
+  o.background_floor = 0.0;
+  EmbeddingMatcher matcher(*world.index, world.store, 0.5, o);
+  std::vector<float> q(30 * kDim);
+  for (size_t j = 0; j < 30; ++j) world.at(0, 5.0 + 0.1 * double(j), 0.1f, q.data() + j * kDim);
+  // Each copy is the other's rival: neither leads.
+  int copies = 0;
+  for (const auto& m : matcher.match(q.data(), 30, 0.1, 0.97))
+    if (m.reference == 0 || m.reference == 4) {
+      EXPECT_LT(m.margin, 0.05);
+      ++copies;
+    }
+  EXPECT_GT(copies, 0);
+  // Removed from the catalogue, its windows stay in a graph index until compaction; they no
+  // longer count against reference 0.
+  world.store.refs[4].clear();
+  const auto alone = matcher.match(q.data(), 30, 0.1, 0.97);
+  ASSERT_FALSE(alone.empty());
+  EXPECT_EQ(alone[0].reference, 0u);
+  EXPECT_GT(alone[0].margin, 0.3);
+}
+
 }  // namespace
 }  // namespace earmark

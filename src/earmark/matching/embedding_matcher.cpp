@@ -124,10 +124,8 @@ void EmbeddingMatcher::background_for(uint32_t reference, const QueryNeighbours&
     const float* sims = neighbours.similarities.data() + j * size_t(k);
     const int64_t* ids = neighbours.ids.data() + j * size_t(k);
     float other = sims[k - 1];
-    // A graph index keeps a removed reference's windows until compaction: they are no rival.
     for (int n = 0; n < k; ++n)
-      if (ids[n] >= 0 && reference_of(ids[n]) != reference &&
-          vectors_.windows(reference_of(ids[n])) > 0) {
+      if (live(ids[n]) && reference_of(ids[n]) != reference) {
         other = sims[n];
         break;
       }
@@ -200,9 +198,7 @@ std::vector<EmbeddingMatch> EmbeddingMatcher::match(const float* query, size_t w
     for (int n = 0; n < k; ++n) {
       const int64_t id = ids[j * k + n];
       const float s = sims[j * k + n];
-      if (id < 0 || s < options_.vote_floor) continue;
-      // A graph index keeps a removed reference's windows until compaction; it has none here.
-      if (vectors_.windows(reference_of(id)) == 0) continue;
+      if (!live(id) || s < options_.vote_floor) continue;
       const double offset = window_of(id) * reference_hop_s_ - double(j) * query_hop_s;
       votes[{reference_of(id), std::llround(offset / query_hop_s)}] += s - options_.vote_floor;
     }

@@ -116,6 +116,10 @@ class EmbeddingMatcher {
 
  private:
   int speed_steps() const;  // either side of speed 1
+  // Whether a neighbour the index returned is a window of a catalogued reference: a graph index
+  // keeps a removed reference's windows until compaction, and they neither vote nor set a
+  // background.
+  bool live(int64_t id) const { return id >= 0 && vectors_.windows(reference_of(id)) > 0; }
   // Speeds pivot on the query's middle, where a drifting alignment strays least from the votes.
   static double pivot_of(size_t windows, double query_hop_s) {
     return windows > 0 ? double(windows - 1) / 2 * query_hop_s : 0.0;

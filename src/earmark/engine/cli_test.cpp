@@ -880,6 +880,25 @@ TEST_F(CliTest, EmbeddingStageAloneWithItsCoarsePass) {
   EXPECT_NE(bad.status, 0);
 }
 
+// A query under 2 s is padded with its own audio before it is embedded, so that a window can
+// sit on the reference grid; what is reported is still in the query's own time.
+TEST_F(CliTest, EmbeddingStageAloneFindsAShortQueryInItsOwnTime) {
+  const std::string query = path("q/short.wav");
+  // 1.5 s starting 10.25 s in: halfway between two reference windows 0.5 s apart.
+  write_wav(query, slice(synth_music(302, 20.0), 10.25, 1.5));
+  CommandResult r = on(index(), "scan --stages embedding --format json " + q(query));
+  ASSERT_EQ(r.status, 0) << show(r);
+  json j = parse_or_null(r.out);
+  ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
+  const json& m = j[0]["matches"][0];
+  EXPECT_EQ(m["ref"], "D0043") << show(r);
+  const double start = m["query_start"].get<double>(), end = m["query_end"].get<double>();
+  EXPECT_GE(start, 0.0) << show(r);
+  EXPECT_LE(end, 1.5 + 1e-6) << show(r);
+  EXPECT_GT(end - start, 0.9) << show(r);
+  EXPECT_NEAR(m["ref_start"].get<double>() - start, 10.25, 0.15) << show(r);
+}
+
 // Pairs made by `earmark train --prepare-only`, the network trained on them by earmark-train (the
 // binary that also builds alone against a CUDA libtorch).
 TEST(TrainCli, PreparesPairsThenTrainsOnThemElsewhere) {

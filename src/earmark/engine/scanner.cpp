@@ -81,12 +81,28 @@ class QueryConsumer : public AudioConsumer {
   double downstream_ms() const { return downstream_ms_; }
   // Whether the query's windows are already (partly) embedded, so that using them is cheap.
   bool streaming() const { return streaming_; }
-  // Embeds whatever is still deferred and closes the window stream.
-  void embed_now() {
-    if (!windows_) return;
+  // Embeds whatever is still deferred and closes the window stream; returns the seconds of
+  // padding embedded before the first sample. A query shorter than kPadBelow is padded at each
+  // end with kPad of its own audio, mirrored: its few windows can then sit on the reference
+  // windows' grid, which the network needs (it tells apart windows 0.2 s apart), instead of up
+  // to half a reference hop off it.
+  double embed_now() {
+    if (!windows_) return 0;
+    double lead_s = 0;
+    const size_t n = deferred_.size(), pad = size_t(kPad * 16000);
+    if (!streaming_ && n >= 2 && n < size_t(kPadBelow * 16000)) {
+      std::vector<float> padded;
+      padded.reserve(n + 2 * pad);
+      for (size_t i = 0; i < pad; ++i) padded.push_back(deferred_[std::min(n - 1, pad - i)]);
+      padded.insert(padded.end(), deferred_.begin(), deferred_.end());
+      for (size_t i = 0; i < pad; ++i) padded.push_back(deferred_[n - 2 - std::min(n - 2, i)]);
+      deferred_.swap(padded);
+      lead_s = double(pad) / 16000;
+    }
     if (!deferred_.empty()) windows_->consume(deferred_.data(), deferred_.size());
     deferred_.clear();
     windows_->finish();
+    return lead_s;
   }
   // Embeds the deferred audio into another window stream (another hop), keeping it deferred.
   void embed_into(WindowEmbedder& other) const {
@@ -96,6 +112,7 @@ class QueryConsumer : public AudioConsumer {
 
  private:
   static constexpr size_t kDeferLimit = size_t(16000) * 60 * 20;
+  static constexpr double kPadBelow = 2.0, kPad = 0.2;  // seconds
   std::vector<float> deferred_;
   bool streaming_ = false;
   std::unique_ptr<LayeredExtractor> extractor_;
@@ -372,10 +389,10 @@ ScanResult Scanner::scan(const std::string& path) const {
             options_.embedding_refine_share * options_.embedding_threshold_for(result.duration_s);
       }
       if (refine) {
-        consumer.embed_now();
+        const double lead_s = consumer.embed_now();
         add_embedding_matches(windows->vectors(), windows->windows(),
                               options_.embedding_hop_frames * 0.01, windows->window_seconds(),
-                              result.duration_s, music_found, result.matches);
+                              lead_s, result.duration_s, music_found, result.matches);
       }
       match_ms += ms_since(te);
     }
@@ -417,8 +434,8 @@ double Scanner::best_embedding_decision(const std::vector<float>& vectors, size_
 }
 
 void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t windows, double hop_s,
-                                    double window_s, double duration_s, bool music_found,
-                                    std::vector<ScanMatch>& matches) const {
+                                    double window_s, double lead_s, double duration_s,
+                                    bool music_found, std::vector<ScanMatch>& matches) const {
   const ReferenceEmbeddings& store = *db_.embeddings();
   if (windows == 0 || store.vectors() == 0) return;
   EmbeddingMatcher matcher(store.index(), store, store.hop_s(), options_.embedding_match);
@@ -434,7 +451,7 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     if (ref == refs.end()) continue;
     const EmbeddingMatch e =
         matcher.score_at(vectors.data(), windows, hop_s, window_s, uint32_t(ref->key),
-                         m.ref_start - m.query_start * m.speed, m.speed, neighbours);
+                         m.ref_start - (m.query_start + lead_s) * m.speed, m.speed, neighbours);
     m.embedding_margin = e.margin;
     m.embedding_windows = e.windows;
   }
@@ -457,10 +474,11 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
     s.ref_id = ref.id;
     s.title = ref.title;
     s.content_type = ref.content_type;
-    s.query_start = e.query_start;
-    s.query_end = std::min(e.query_end, duration_s);
-    // The span about the segment's first reference window can reach a little before 0.
-    s.ref_start = std::max(0.0, e.reference_time(e.query_start));
+    // The span can reach into the padding, and the span about the segment's first reference
+    // window a little before the reference's start.
+    s.query_start = std::max(0.0, e.query_start - lead_s);
+    s.query_end = std::min(e.query_end - lead_s, duration_s);
+    s.ref_start = std::max(0.0, e.reference_time(s.query_start + lead_s));
     s.ref_end = s.ref_start + (s.query_end - s.query_start) * e.speed;
     s.speed = e.speed;
     // On the landmark scale: the threshold of the type and length is reached where the decision

@@ -143,6 +143,7 @@ TEST(EmbeddingMatcher, MarginIsTheLeadOverOtherReferences) {
   World world;
   EmbeddingMatchOptions o;
   o.background_floor = 0.0;
+  o.runner_up_weight = 0.5;  // off by default; its arithmetic is checked here
   EmbeddingMatcher matcher(*world.index, world.store, 0.5, o);
   // 3 s of reference 0; then the same 3 s blended with reference 3 (two recordings at once, or a
   // query that looks like two places of the catalogue).
@@ -161,7 +162,8 @@ TEST(EmbeddingMatcher, MarginIsTheLeadOverOtherReferences) {
   ASSERT_FALSE(b.empty());
   EXPECT_EQ(a[0].reference, 0u);
   for (const auto& m : a) {
-    EXPECT_NEAR(m.strength, m.margin + 0.05 * std::log(std::max(1.0, m.windows * 1.0)), 1e-9);
+    EXPECT_NEAR(m.strength, m.margin + o.length_bonus * std::log(std::max(1.0, m.windows * 1.0)),
+                1e-9);
     EXPECT_NEAR(m.decision, m.strength - 0.5 * m.runner_up, 1e-9);
   }
   // In the blend, every window of reference 0 has a rival in reference 3: the margins, each

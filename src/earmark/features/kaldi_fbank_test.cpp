@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "earmark/common/error.h"
+#include "earmark/common/fixtures_test_util.h"
 #include "earmark/common/safetensors.h"
 
 namespace earmark {
 namespace {
 
-const std::string kFixtures = EARMARK_SOURCE_DIR "/../shared/fixtures";
+using testutil::kFixtures;
+using testutil::read_f32_file;
 const std::string kFbankFile = kFixtures + "/frontend/ast_kaldi_fbank_16k.safetensors";
 const char* const kSignals[] = {"chord_chirp", "noise", "silence", "clipped", "speech"};
 
@@ -29,17 +31,6 @@ bool have_fixtures() {
   do {                                                                          \
     if (!have_fixtures()) GTEST_SKIP() << "fixtures not found: " << kFbankFile; \
   } while (0)
-
-std::vector<float> read_f32_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw Error("cannot open " + path);
-  const std::streamsize bytes = f.tellg();
-  f.seekg(0);
-  std::vector<float> out(size_t(bytes) / sizeof(float));
-  f.read(reinterpret_cast<char*>(out.data()), std::streamsize(out.size() * sizeof(float)));
-  if (!f) throw Error("cannot read " + path);
-  return out;
-}
 
 TEST(KaldiFbank, MelBanksMatchTorchaudio) {
   REQUIRE_FIXTURES();

@@ -1,0 +1,149 @@
+#include "earmark/embeddings/panns_cnn14.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "earmark/common/error.h"
+#include "earmark/common/fixtures_test_util.h"
+#include "earmark/common/safetensors.h"
+#include "earmark/common/test_audio_test_util.h"
+
+namespace earmark {
+namespace {
+
+namespace fs = std::filesystem;
+
+using testutil::kFixtures;
+using testutil::read_f32_file;
+const std::string kWeights = kFixtures + "/models/panns_cnn14_r16.weights.safetensors";
+const std::string kActivations = kFixtures + "/models/panns_cnn14_r16.activations.safetensors";
+const char* const kSignals[] = {"noise", "speech", "chord_chirp", "silence"};
+
+#define REQUIRE_FIXTURES()                                                          \
+  do {                                                                              \
+    if (!fs::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
+  } while (0)
+
+// max |ours - ref| / max |ref|.
+double relative_error(const std::vector<float>& ours, const std::vector<float>& ref) {
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
+    scale = std::max(scale, std::fabs(double(ref[i])));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+double absolute_error(const std::vector<float>& ours, const std::vector<float>& ref) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
+  return worst;
+}
+
+// Fed the stored log-mel, every stored activation matches the original's to float rounding.
+TEST(PannsCnn14, MatchesTheOriginalLayerByLayer) {
+  REQUIRE_FIXTURES();
+  auto model = PannsCnn14::load(kWeights);
+  EXPECT_EQ(model->embedding_dim(), 128);
+  EXPECT_EQ(model->classes(), 527);
+  EXPECT_EQ(model->front_end().sample_rate, 32000);
+  SafetensorsFile act(kActivations);
+  for (const char* sig : kSignals) {
+    SCOPED_TRACE(sig);
+    const std::string s = sig;
+    const std::vector<float> logmel = act.read_f32(s + ".logmel");
+    Cnn14Taps taps;
+    const Cnn14Output out = model->forward_logmel(logmel.data(), logmel.size() / 64, &taps);
+    for (const char* name : {"bn0", "conv_block1", "conv_block6"}) {
+      const auto& [shape, values] = taps.tensors.at(name);
+      EXPECT_EQ(shape, act.info(s + "." + name).shape) << name;
+      const double e = relative_error(values, act.read_f32(s + "." + name));
+      std::printf("[ %-11s ] %-12s relative error %.3g\n", sig, name, e);
+      EXPECT_LE(e, 1e-5) << name;
+    }
+    const double e_emb = relative_error(out.embedding, act.read_f32(s + ".embedding"));
+    const double e_clip = relative_error(out.clipwise, act.read_f32(s + ".clipwise_output"));
+    std::printf("[ %-11s ] embedding %.3g, clipwise %.3g\n", sig, e_emb, e_clip);
+    EXPECT_LE(e_emb, 1e-5);
+    EXPECT_LE(e_clip, 1e-5);
+  }
+}
+
+// From the waveform, with our own front end: the tolerances of a different STFT.
+TEST(PannsCnn14, MatchesTheOriginalFromTheWaveform) {
+  REQUIRE_FIXTURES();
+  auto model = PannsCnn14::load(kWeights);
+  SafetensorsFile act(kActivations);
+  for (const char* sig : kSignals) {
+    SCOPED_TRACE(sig);
+    const std::string s = sig;
+    const std::vector<float> wav = read_f32_file(kFixtures + "/inputs/" + s + "_32k.f32");
+    Cnn14Taps taps;
+    const Cnn14Output out = model->forward(wav.data(), wav.size(), &taps);
+    const double e_bn0 = absolute_error(taps.tensors.at("bn0").second, act.read_f32(s + ".bn0"));
+    const double e_emb = relative_error(out.embedding, act.read_f32(s + ".embedding"));
+    const double e_clip = absolute_error(out.clipwise, act.read_f32(s + ".clipwise_output"));
+    std::printf("[ %-11s ] bn0 abs %.3g, embedding rel %.3g, clipwise abs %.3g\n", sig, e_bn0,
+                e_emb, e_clip);
+    EXPECT_LE(e_bn0, s == "chord_chirp" ? 1e-2 : 1e-3);
+    EXPECT_LE(e_emb, 1e-4);
+    EXPECT_LE(e_clip, 1e-4);
+  }
+  std::vector<float> short_clip(3000, 0.1f);  // 10 frames: too short for five poolings
+  EXPECT_THROW(model->forward(short_clip.data(), short_clip.size()), Error);
+}
+
+// A checkpoint that does not fit is refused with every key named.
+TEST(PannsCnn14, StrictLoadingNamesWhatDoesNotFit) {
+  REQUIRE_FIXTURES();
+  SafetensorsFile file(kWeights);
+  testutil::TempDir temp;
+  const fs::path dir = temp.path();
+  std::vector<float> extra(4, 1.0f);
+  auto variant = [&](const std::string& name, const std::string& drop, bool add_extra,
+                     const std::string& reshape) {
+    std::vector<SafetensorsTensor> tensors;
+    for (const std::string& key : file.names()) {
+      if (key == drop) continue;
+      const auto& info = file.info(key);
+      SafetensorsTensor t{key, info.dtype, info.shape, file.data(key), size_t(info.byte_size())};
+      if (key == reshape) t.shape = {info.shape[0], int64_t(info.num_elements / info.shape[0])};
+      tensors.push_back(t);
+    }
+    if (add_extra) tensors.push_back({"head.weight", "F32", {4}, extra.data(), 16});
+    const std::string path = (dir / name).string();
+    write_safetensors(path, tensors);
+    return path;
+  };
+  auto message = [](const std::string& path) {
+    try {
+      PannsCnn14::load(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("loaded");
+  };
+  const std::string missing =
+      message(variant("missing.safetensors", "conv_block3.bn2.running_var", false, ""));
+  EXPECT_NE(missing.find("missing 1: conv_block3.bn2.running_var"), std::string::npos) << missing;
+  const std::string extra_key = message(variant("extra.safetensors", "", true, ""));
+  EXPECT_NE(extra_key.find("unexpected 1: head.weight"), std::string::npos) << extra_key;
+  const std::string shape =
+      message(variant("shape.safetensors", "", false, "conv_block2.conv1.weight"));
+  EXPECT_NE(shape.find("mismatched 1: conv_block2.conv1.weight (file F32 [8, 36]"),
+            std::string::npos)
+      << shape;
+  EXPECT_NE(message((dir / "absent.safetensors").string()).find("absent"), std::string::npos);
+  EXPECT_THROW(PannsCnn14::load(kWeights, 0), Error);
+}
+
+}  // namespace
+}  // namespace earmark

@@ -1,11 +1,18 @@
 #pragma once
 // The parity fixtures of ../shared/fixtures (outputs of the original AST, PANNs and CLAP code)
 // for the tests that check our ports against them. Header-only, test code only.
+#include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "earmark/common/error.h"
+#include "earmark/common/hash.h"
+#include "earmark/common/safetensors.h"
 
 namespace earmark {
 namespace testutil {
@@ -22,6 +29,107 @@ inline std::vector<float> read_f32_file(const std::string& path) {
   f.read(reinterpret_cast<char*>(out.data()), std::streamsize(out.size() * sizeof(float)));
   if (!f) throw Error("cannot read " + path);
   return out;
+}
+
+// The fixtures' formula weights (their README, section 4.1): full-size models are checked
+// without storing their weights, each value a hash of the checkpoint key and the element index.
+inline uint32_t fnv1a32(const std::string& key) {
+  uint32_t h = 0x811C9DC5u;
+  for (unsigned char b : key) h = (h ^ b) * 0x01000193u;
+  return h;
+}
+
+// The (offset, scale) of a tensor's rule; false where the formula leaves the tensor to the model
+// code (mel filters, STFT kernels, Swin buffers, batch counters).
+inline bool formula_rule(const std::string& key, const std::vector<int64_t>& shape, double& offset,
+                         double& scale) {
+  for (const char* own : {"melW", "stft.conv_real", "stft.conv_imag", "relative_position_index",
+                          "attn_mask", "num_batches_tracked"})
+    if (key.find(own) != std::string::npos) return false;
+  const std::string last = key.substr(key.rfind('.') + 1);
+  auto ends_with = [&](const std::string& tail) {
+    return key.size() >= tail.size() &&
+           key.compare(key.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const double fan_in = shape.empty() ? 1.0 : double(numel) / double(shape[0]);
+  if (last == "running_mean") {
+    ends_with("bn0.running_mean") ? (offset = -30, scale = 10) : (offset = 0, scale = 0.2);
+  } else if (last == "running_var") {
+    ends_with("bn0.running_var") ? (offset = 200, scale = 100) : (offset = 1, scale = 0.5);
+  } else if (last == "cls_token" || last == "dist_token" || last == "pos_embed" ||
+             last == "relative_position_bias_table") {
+    offset = 0, scale = 0.8;
+  } else if (last == "weight" && shape.size() == 1) {
+    offset = 1, scale = 0.2;
+  } else if (shape.size() >= 2 && (key.find("fc_audioset.") != std::string::npos ||
+                                   key.find("tscam_conv.") != std::string::npos ||
+                                   key.find("mlp_head.1.") != std::string::npos)) {
+    offset = 0, scale = std::sqrt(6.0 / fan_in) / 8;
+  } else if (shape.size() >= 2) {
+    offset = 0, scale = std::sqrt(6.0 / fan_in);
+  } else {
+    offset = 0, scale = 0.1;
+  }
+  return true;
+}
+
+// The first `count` values of a tensor's formula weights (all when count is 0).
+inline std::vector<float> formula_values(const std::string& key, const std::vector<int64_t>& shape,
+                                         size_t count = 0) {
+  double offset = 0, scale = 0;
+  if (!formula_rule(key, shape, offset, scale)) throw Error(key + ": not set by the formula");
+  size_t numel = 1;
+  for (int64_t d : shape) numel *= size_t(d);
+  if (count == 0 || count > numel) count = numel;
+  const uint32_t seed = mix32(fnv1a32(key));
+  std::vector<float> out(count);
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t h = mix32(uint32_t(i) + seed);
+    const double u = double(h >> 8) / 16777216.0;
+    out[i] = float(offset + scale * (2.0 * u - 1.0));
+  }
+  return out;
+}
+
+// Key -> shape of a real checkpoint, from `manifests/*.manifest.json`.
+inline std::map<std::string, std::pair<std::vector<int64_t>, std::string>> read_manifest(
+    const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error("cannot open " + path);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  std::map<std::string, std::pair<std::vector<int64_t>, std::string>> out;
+  for (const auto& [key, t] : j.at("tensors").items())
+    out[key] = {t.at("shape").get<std::vector<int64_t>>(), t.at("dtype").get<std::string>()};
+  return out;
+}
+
+// Writes a checkpoint of the manifest's keys filled with formula weights. Batch counters are
+// 0 (I64); the other tensors the formula leaves to the model code come from `own` (an empty
+// result leaves the key out of the file).
+inline void write_formula_checkpoint(
+    const std::string& manifest, const std::string& out_path,
+    const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>& own) {
+  std::vector<std::vector<float>> values;
+  std::vector<int64_t> zero(1, 0);
+  std::vector<SafetensorsTensor> tensors;
+  const auto keys = read_manifest(manifest);
+  values.reserve(keys.size());
+  for (const auto& [key, t] : keys) {
+    const auto& [shape, dtype] = t;
+    double offset, scale;
+    if (dtype == "int64") {
+      if (key.find("num_batches_tracked") == std::string::npos) continue;
+      tensors.push_back({key, "I64", shape, zero.data(), 8});
+      continue;
+    }
+    values.push_back(formula_rule(key, shape, offset, scale) ? formula_values(key, shape)
+                                                             : own(key, shape));
+    if (values.back().empty()) continue;
+    tensors.push_back({key, "F32", shape, values.back().data(), values.back().size() * 4});
+  }
+  write_safetensors(out_path, tensors);
 }
 
 }  // namespace testutil

@@ -101,6 +101,82 @@ TEST(PannsCnn14, MatchesTheOriginalFromTheWaveform) {
   EXPECT_THROW(model->forward(short_clip.data(), short_clip.size()), Error);
 }
 
+// Per-channel mean over batch, time and frequency of a [1, C, T, F] activation.
+std::vector<float> channel_means(const std::pair<std::vector<int64_t>, std::vector<float>>& tap) {
+  const auto& [shape, values] = tap;
+  const size_t channels = size_t(shape[1]), per = values.size() / channels;
+  std::vector<float> out(channels);
+  for (size_t c = 0; c < channels; ++c) {
+    double sum = 0;
+    for (size_t i = 0; i < per; ++i) sum += values[c * per + i];
+    out[c] = float(sum / double(per));
+  }
+  return out;
+}
+
+// The real geometry (2048-d, 81.9 M values, every key of the published checkpoint) with the
+// fixtures' formula weights, against the original full-size model's outputs.
+TEST(PannsCnn14, FullSizeMatchesTheOriginalWithFormulaWeights) {
+  REQUIRE_FIXTURES();
+  testutil::TempDir temp;
+  const std::string path = temp.path() + "/cnn14_formula.safetensors";
+  testutil::write_formula_checkpoint(
+      kFixtures + "/manifests/panns_cnn14_32k.manifest.json", path,
+      [](const std::string& key, const std::vector<int64_t>&) {
+        // The mel filters are librosa's, as the model code computes them; the STFT kernels are
+        // left out (the port computes its own STFT).
+        return key == "logmel_extractor.melW"
+                   ? slaney_mel_filters(SlaneyLogMelOptions::panns_cnn14_32k())
+                   : std::vector<float>{};
+      });
+  auto model = PannsCnn14::load(path, 2);
+  EXPECT_EQ(model->embedding_dim(), 2048);
+  EXPECT_EQ(model->classes(), 527);
+  SafetensorsFile ref(kFixtures + "/fullsize/panns_cnn14_32k_formula.outputs.safetensors");
+  for (const std::string sig : {"noise", "speech"}) {
+    SCOPED_TRACE(sig);
+    const std::vector<float> wav = read_f32_file(kFixtures + "/inputs/" + sig + "_32k.f32");
+    Cnn14Taps taps;
+    const Cnn14Output out = model->forward(wav.data(), wav.size(), &taps);
+    const double e_emb = relative_error(out.embedding, ref.read_f32(sig + ".embedding"));
+    const double e_clip = relative_error(out.clipwise, ref.read_f32(sig + ".clipwise_output"));
+    const double e_c1 = absolute_error(channel_means(taps.tensors.at("conv_block1")),
+                                       ref.read_f32(sig + ".conv_block1_chmean"));
+    const double e_c6 = absolute_error(channel_means(taps.tensors.at("conv_block6")),
+                                       ref.read_f32(sig + ".conv_block6_chmean"));
+    std::printf(
+        "[ %-6s ] full size: embedding rel %.3g, clipwise rel %.3g, channel means %.3g / "
+        "%.3g\n",
+        sig.c_str(), e_emb, e_clip, e_c1, e_c6);
+    EXPECT_LE(e_emb, 1e-4);
+    EXPECT_LE(e_clip, 1e-4);
+    EXPECT_LE(e_c1, 1e-4);
+    EXPECT_LE(e_c6, 1e-4);
+  }
+}
+
+// Every key of the 16 kHz checkpoint (Cnn14_16k_mAP=0.438.pth) loads, into the 16 kHz front end.
+TEST(PannsCnn14, The16kCheckpointLoadsWithItsFrontEnd) {
+  REQUIRE_FIXTURES();
+  testutil::TempDir temp;
+  const std::string path = temp.path() + "/cnn14_16k.safetensors";
+  testutil::write_formula_checkpoint(
+      kFixtures + "/manifests/panns_cnn14_16k.manifest.json", path,
+      [](const std::string& key, const std::vector<int64_t>&) {
+        return key == "logmel_extractor.melW"
+                   ? slaney_mel_filters(SlaneyLogMelOptions::panns_cnn14_16k())
+                   : std::vector<float>{};
+      });
+  auto model = PannsCnn14::load(path);
+  EXPECT_EQ(model->front_end().sample_rate, 16000);
+  EXPECT_EQ(model->embedding_dim(), 2048);
+  std::vector<float> tone(16000);
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = float(0.3 * std::sin(0.2 * double(i)));
+  const Cnn14Output out = model->forward(tone.data(), tone.size());
+  EXPECT_EQ(out.embedding.size(), 2048u);
+  for (float v : out.clipwise) ASSERT_TRUE(v > 0 && v < 1);
+}
+
 // A checkpoint that does not fit is refused with every key named.
 TEST(PannsCnn14, StrictLoadingNamesWhatDoesNotFit) {
   REQUIRE_FIXTURES();

@@ -3,20 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "earmark/common/hash.h"
+
 namespace earmark {
 
 namespace {
-
-// A bijective 32-bit mixer: spreads packed cells evenly over the key space so the index
-// directory on the top bits is balanced. Being a bijection, it loses no entropy.
-uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
-}
 
 constexpr float kSamePitch = 0.5f;  // semitones
 

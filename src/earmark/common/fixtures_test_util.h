@@ -1,6 +1,7 @@
 #pragma once
 // The parity fixtures of ../shared/fixtures (outputs of the original AST, PANNs and CLAP code)
 // for the tests that check our ports against them. Header-only, test code only.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -29,6 +30,26 @@ inline std::vector<float> read_f32_file(const std::string& path) {
   f.read(reinterpret_cast<char*>(out.data()), std::streamsize(out.size() * sizeof(float)));
   if (!f) throw Error("cannot read " + path);
   return out;
+}
+
+// max |ours - ref| / max |ref| (huge when the sizes differ).
+inline double relative_error(const std::vector<float>& ours, const std::vector<float>& ref) {
+  if (ours.size() != ref.size()) return 1e30;
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
+    scale = std::max(scale, std::fabs(double(ref[i])));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+// max |ours - ref| (huge when the sizes differ).
+inline double absolute_error(const std::vector<float>& ours, const std::vector<float>& ref) {
+  if (ours.size() != ref.size()) return 1e30;
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
+  return worst;
 }
 
 // The fixtures' formula weights (their README, section 4.1): full-size models are checked

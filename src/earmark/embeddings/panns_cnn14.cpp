@@ -52,13 +52,6 @@ struct Cnn14Impl : nn::Module {
 };
 TORCH_MODULE(Cnn14);
 
-void tap(Cnn14Taps* taps, const std::string& name, const torch::Tensor& t) {
-  if (!taps) return;
-  torch::Tensor c = t.contiguous();
-  taps->tensors[name] = {std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
-                         std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel())};
-}
-
 std::vector<int64_t> shape_of(const SafetensorsFile& file, const std::string& key) {
   if (!file.contains(key))
     throw Error(file.path() + ": not a PANNs CNN14 checkpoint (no " + key + ")");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/embeddings/activation_taps.h"
 #include "earmark/features/slaney_logmel.h"
 
 namespace earmark {
@@ -20,11 +21,9 @@ struct Cnn14Output {
   std::vector<float> clipwise;   // sigmoid tag scores (527 AudioSet classes)
 };
 
-// Intermediate activations, for checking the port: name -> (shape, values row-major). Names:
-// bn0, conv_block1, conv_block6 (before pooling over time and frequency).
-struct Cnn14Taps {
-  std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> tensors;
-};
+// Activations it taps (ActivationTaps): bn0, conv_block1, conv_block6 (before pooling over time and
+// frequency).
+using Cnn14Taps = ActivationTaps;
 
 class PannsCnn14 {
  public:

@@ -20,8 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using testutil::absolute_error;
 using testutil::kFixtures;
 using testutil::read_f32_file;
+using testutil::relative_error;
 const std::string kWeights = kFixtures + "/models/panns_cnn14_r16.weights.safetensors";
 const std::string kActivations = kFixtures + "/models/panns_cnn14_r16.activations.safetensors";
 const char* const kSignals[] = {"noise", "speech", "chord_chirp", "silence"};
@@ -30,23 +32,6 @@ const char* const kSignals[] = {"noise", "speech", "chord_chirp", "silence"};
   do {                                                                              \
     if (!fs::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
   } while (0)
-
-// max |ours - ref| / max |ref|.
-double relative_error(const std::vector<float>& ours, const std::vector<float>& ref) {
-  double worst = 0, scale = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
-    scale = std::max(scale, std::fabs(double(ref[i])));
-  }
-  return scale > 0 ? worst / scale : worst;
-}
-
-double absolute_error(const std::vector<float>& ours, const std::vector<float>& ref) {
-  double worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i)
-    worst = std::max(worst, std::fabs(double(ours[i]) - double(ref[i])));
-  return worst;
-}
 
 // Fed the stored log-mel, every stored activation matches the original's to float rounding.
 TEST(PannsCnn14, MatchesTheOriginalLayerByLayer) {

@@ -92,4 +92,11 @@ void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
   for (const auto& [name, key] : found) wanted.at(name).copy_(read_tensor(file, key));
 }
 
+void tap(ActivationTaps* taps, const std::string& name, const torch::Tensor& tensor) {
+  if (!taps) return;
+  torch::Tensor c = tensor.contiguous();
+  taps->tensors[name] = {std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
+                         std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel())};
+}
+
 }  // namespace earmark

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "earmark/common/safetensors.h"
+#include "earmark/embeddings/activation_taps.h"
 
 namespace earmark {
 
@@ -26,5 +27,8 @@ struct StateKeys {
 // not fit.
 void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
                        const StateKeys& keys, const std::string& model);
+
+// Records a float tensor under `name` when `taps` is given.
+void tap(ActivationTaps* taps, const std::string& name, const torch::Tensor& tensor);
 
 }  // namespace earmark

@@ -1,0 +1,192 @@
+#include "earmark/embeddings/ast_model.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+#include "earmark/common/error.h"
+#include "earmark/common/safetensors.h"
+#include "earmark/embeddings/torch_state.h"
+
+namespace earmark {
+namespace {
+
+namespace nn = torch::nn;
+
+// The patch grid of the released checkpoints: 16x16 patches every 10 mel bins and 10 frames.
+constexpr int64_t kPatch = 16, kStride = 10;
+constexpr int64_t kFreqPatches = (AstModel::kMelBins - kPatch) / kStride + 1;  // 12
+constexpr int64_t kTimePatches = (AstModel::kFrames - kPatch) / kStride + 1;   // 101
+
+struct AttentionImpl : nn::Module {
+  nn::Linear qkv{nullptr}, proj{nullptr};
+  int64_t heads;
+  AttentionImpl(int64_t dim, int64_t heads_) : heads(heads_) {
+    qkv = register_module("qkv", nn::Linear(dim, 3 * dim));
+    proj = register_module("proj", nn::Linear(dim, dim));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    const int64_t b = x.size(0), n = x.size(1), dim = x.size(2), head_dim = dim / heads;
+    // q, k and v are consecutive thirds of qkv's output, the heads consecutive inside each.
+    torch::Tensor t = qkv->forward(x).reshape({b, n, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+    torch::Tensor q = t[0], k = t[1], v = t[2];
+    torch::Tensor attn = torch::softmax(
+        torch::matmul(q, k.transpose(-2, -1)) * std::pow(double(head_dim), -0.5), -1);
+    return proj->forward(torch::matmul(attn, v).transpose(1, 2).reshape({b, n, dim}));
+  }
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : nn::Module {
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+  explicit MlpImpl(int64_t dim) {
+    fc1 = register_module("fc1", nn::Linear(dim, 4 * dim));
+    fc2 = register_module("fc2", nn::Linear(4 * dim, dim));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return fc2->forward(torch::gelu(fc1->forward(x)));  // exact (erf) GELU, as timm's
+  }
+};
+TORCH_MODULE(Mlp);
+
+nn::LayerNorm layer_norm(int64_t dim, double eps) {
+  return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(eps));
+}
+
+// Pre-norm transformer block; timm's LayerNorm eps is 1e-6.
+struct BlockImpl : nn::Module {
+  nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+  BlockImpl(int64_t dim, int64_t heads) {
+    norm1 = register_module("norm1", layer_norm(dim, 1e-6));
+    attn = register_module("attn", Attention(dim, heads));
+    norm2 = register_module("norm2", layer_norm(dim, 1e-6));
+    mlp = register_module("mlp", Mlp(dim));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = x + attn->forward(norm1->forward(x));
+    return x + mlp->forward(norm2->forward(x));
+  }
+};
+TORCH_MODULE(Block);
+
+// The DeiT backbone with AST's patch embedding (`v` in the checkpoint).
+struct VisionImpl : nn::Module {
+  torch::Tensor cls_token, dist_token, pos_embed;
+  nn::Conv2d proj{nullptr};
+  nn::ModuleList blocks;
+  std::vector<Block> block_list;
+  nn::LayerNorm norm{nullptr};
+  VisionImpl(int64_t dim, int64_t depth, int64_t heads) {
+    cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
+    dist_token = register_parameter("dist_token", torch::zeros({1, 1, dim}));
+    pos_embed =
+        register_parameter("pos_embed", torch::zeros({1, kFreqPatches * kTimePatches + 2, dim}));
+    auto patch_embed = register_module("patch_embed", std::make_shared<nn::Module>());
+    proj = patch_embed->register_module(
+        "proj", nn::Conv2d(nn::Conv2dOptions(1, dim, kPatch).stride(kStride)));
+    blocks = register_module("blocks", nn::ModuleList());
+    for (int64_t i = 0; i < depth; ++i) {
+      block_list.push_back(Block(dim, heads));
+      blocks->push_back(block_list.back());
+    }
+    norm = register_module("norm", layer_norm(dim, 1e-6));
+  }
+};
+TORCH_MODULE(Vision);
+
+struct AstImpl : nn::Module {
+  Vision v{nullptr};
+  nn::LayerNorm head_norm{nullptr};
+  nn::Linear head{nullptr};
+  AstImpl(int64_t dim, int64_t depth, int64_t heads, int64_t classes) {
+    v = register_module("v", Vision(dim, depth, heads));
+    // mlp_head: LayerNorm with PyTorch's default eps, then the classifier.
+    auto mlp_head = register_module("mlp_head", nn::Sequential());
+    head_norm = layer_norm(dim, 1e-5);
+    head = nn::Linear(dim, classes);
+    mlp_head->push_back(head_norm);
+    mlp_head->push_back(head);
+  }
+};
+TORCH_MODULE(Ast);
+
+std::vector<float> values(const torch::Tensor& t) {
+  torch::Tensor c = t.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+class AstPort : public AstModel {
+ public:
+  AstPort(const std::string& path, int threads, int heads) : net_(nullptr), threads_(threads) {
+    SafetensorsFile file(path);
+    const std::string prefix = file.contains("module.v.cls_token") ? "module." : "";
+    auto shape = [&](const std::string& key) {
+      if (!file.contains(prefix + key))
+        throw Error(path + ": not an AST checkpoint (no " + prefix + key + ")");
+      return file.info(prefix + key).shape;
+    };
+    const std::vector<int64_t> cls = shape("v.cls_token");
+    if (cls.size() != 3) throw Error(path + ": v.cls_token is not [1, 1, dim]");
+    const int64_t dim = cls[2];
+    const std::vector<int64_t> pos = shape("v.pos_embed");
+    if (pos.size() != 3 || pos[1] != kFreqPatches * kTimePatches + 2)
+      throw Error(path + ": v.pos_embed has " + (pos.size() == 3 ? std::to_string(pos[1]) : "?") +
+                  " positions; this port takes the released 10/10-stride checkpoints over 128 "
+                  "bins x 1024 frames (1214 positions)");
+    int64_t depth = 0;
+    while (file.contains(prefix + "v.blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
+    if (heads == 0) heads = int(dim / 64);
+    if (heads < 1 || dim % heads != 0)
+      throw Error(path + ": " + std::to_string(dim) + " dimensions do not split into " +
+                  std::to_string(heads) + " heads");
+    const int64_t classes = shape("mlp_head.1.weight").at(0);
+    net_ = Ast(dim, depth, heads, classes);
+    StateKeys keys;
+    keys.prefixes = {"module.", ""};
+    keys.ignored = {"v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias"};
+    load_state_strict(*net_, file, keys, "AST");
+    net_->eval();
+  }
+
+  int embedding_dim() const override { return int(net_->v->cls_token.size(2)); }
+  int classes() const override { return int(net_->head->options.out_features()); }
+
+  AstOutput forward(const float* input, AstTaps* taps) override {
+    torch::set_num_threads(threads_);
+    torch::InferenceMode guard;
+    // [time, mel] -> an image of mel rows and time columns.
+    torch::Tensor x =
+        torch::from_blob(const_cast<float*>(input), {1, 1, kFrames, kMelBins}).transpose(2, 3);
+    VisionImpl& v = *net_->v;
+    x = v.proj->forward(x).flatten(2).transpose(1, 2);  // tokens frequency-major
+    tap(taps, "patch_embed", x);
+    x = torch::cat({v.cls_token.expand({1, -1, -1}), v.dist_token.expand({1, -1, -1}), x}, 1) +
+        v.pos_embed;
+    for (size_t i = 0; i < v.block_list.size(); ++i) {
+      x = v.block_list[i]->forward(x);
+      if (i == 0) tap(taps, "block0", x);
+    }
+    x = v.norm->forward(x);
+    tap(taps, "norm", x);
+    torch::Tensor pooled = (x.select(1, 0) + x.select(1, 1)) / 2;
+    torch::Tensor logits = net_->head->forward(net_->head_norm->forward(pooled));
+    return {values(pooled), values(logits)};
+  }
+
+ private:
+  Ast net_;
+  int threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<AstModel> AstModel::load(const std::string& path, int threads, int heads) {
+  if (threads < 1) throw Error("AST: threads must be at least 1");
+  if (heads < 0) throw Error("AST: heads must not be negative");
+  return std::make_unique<AstPort>(path, threads, heads);
+}
+
+}  // namespace earmark

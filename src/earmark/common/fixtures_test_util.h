@@ -52,6 +52,26 @@ inline double absolute_error(const std::vector<float>& ours, const std::vector<f
   return worst;
 }
 
+// A front end's error against the original's, split where the fixtures' tolerances change: at a
+// level of the reference (quiet bands carry only float round-off, and get a looser tolerance).
+struct SplitError {
+  double above = 0, below = 0;  // the worst absolute error where ref > level, and elsewhere
+  size_t outside = 0;           // values beyond their side's tolerance
+};
+
+inline SplitError split_error(const std::vector<float>& ours, const std::vector<float>& ref,
+                              float level, double tolerance_above, double tolerance_below) {
+  SplitError e;
+  for (size_t i = 0; i < ref.size() && i < ours.size(); ++i) {
+    const double d = std::fabs(double(ours[i]) - double(ref[i]));
+    const bool high = ref[i] > level;
+    double& worst = high ? e.above : e.below;
+    worst = std::max(worst, d);
+    e.outside += d > (high ? tolerance_above : tolerance_below);
+  }
+  return e;
+}
+
 // The fixtures' formula weights (their README, section 4.1): full-size models are checked
 // without storing their weights, each value a hash of the checkpoint key and the element index.
 inline uint32_t fnv1a32(const std::string& key) {

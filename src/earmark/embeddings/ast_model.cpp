@@ -113,21 +113,12 @@ struct AstImpl : nn::Module {
 };
 TORCH_MODULE(Ast);
 
-std::vector<float> values(const torch::Tensor& t) {
-  torch::Tensor c = t.contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
 class AstPort : public AstModel {
  public:
   AstPort(const std::string& path, int threads, int heads) : net_(nullptr), threads_(threads) {
     SafetensorsFile file(path);
     const std::string prefix = file.contains("module.v.cls_token") ? "module." : "";
-    auto shape = [&](const std::string& key) {
-      if (!file.contains(prefix + key))
-        throw Error(path + ": not an AST checkpoint (no " + prefix + key + ")");
-      return file.info(prefix + key).shape;
-    };
+    auto shape = [&](const std::string& key) { return required_shape(file, prefix + key, "AST"); };
     const std::vector<int64_t> cls = shape("v.cls_token");
     if (cls.size() != 3) throw Error(path + ": v.cls_token is not [1, 1, dim]");
     const int64_t dim = cls[2];
@@ -173,7 +164,7 @@ class AstPort : public AstModel {
     tap(taps, "norm", x);
     torch::Tensor pooled = (x.select(1, 0) + x.select(1, 1)) / 2;
     torch::Tensor logits = net_->head->forward(net_->head_norm->forward(pooled));
-    return {values(pooled), values(logits)};
+    return {tensor_values(pooled), tensor_values(logits)};
   }
 
  private:

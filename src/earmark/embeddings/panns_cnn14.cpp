@@ -52,11 +52,7 @@ struct Cnn14Impl : nn::Module {
 };
 TORCH_MODULE(Cnn14);
 
-std::vector<int64_t> shape_of(const SafetensorsFile& file, const std::string& key) {
-  if (!file.contains(key))
-    throw Error(file.path() + ": not a PANNs CNN14 checkpoint (no " + key + ")");
-  return file.info(key).shape;
-}
+constexpr const char* kModel = "PANNs CNN14";
 
 class PannsCnn14Model : public PannsCnn14 {
  public:
@@ -64,7 +60,7 @@ class PannsCnn14Model : public PannsCnn14 {
     SafetensorsFile file(path);
     // The geometry the checkpoint holds: the mel filters give the front end, the convolutions
     // the widths.
-    const std::vector<int64_t> mel_w = shape_of(file, "logmel_extractor.melW");
+    const std::vector<int64_t> mel_w = required_shape(file, "logmel_extractor.melW", kModel);
     if (mel_w.size() != 2 || mel_w[1] != 64)
       throw Error(path + ": logmel_extractor.melW is not [bins x 64]");
     if (mel_w[0] == 513)
@@ -76,13 +72,14 @@ class PannsCnn14Model : public PannsCnn14 {
                   " FFT bins; CNN14 checkpoints have 513 (32 kHz) or 257 (16 kHz)");
     std::vector<int64_t> channels;
     for (int i = 1; i <= 6; ++i)
-      channels.push_back(shape_of(file, "conv_block" + std::to_string(i) + ".conv1.weight").at(0));
-    const int64_t classes = shape_of(file, "fc_audioset.weight").at(0);
+      channels.push_back(
+          required_shape(file, "conv_block" + std::to_string(i) + ".conv1.weight", kModel).at(0));
+    const int64_t classes = required_shape(file, "fc_audioset.weight", kModel).at(0);
     net_ = Cnn14(64, channels, classes);
     StateKeys keys;
     keys.ignored = {"spectrogram_extractor.stft.conv_real.weight",
                     "spectrogram_extractor.stft.conv_imag.weight", "logmel_extractor.melW"};
-    load_state_strict(*net_, file, keys, "PANNs CNN14");
+    load_state_strict(*net_, file, keys, kModel);
     net_->eval();
     logmel_ = std::make_unique<SlaneyLogMel>(front_end_);
     // The checkpoint's own filters: the port then computes what the original computed.
@@ -113,13 +110,7 @@ class PannsCnn14Model : public PannsCnn14 {
     x = std::get<0>(x.max(2)) + x.mean(2);
     torch::Tensor embedding = torch::relu(net_->fc1->forward(x));
     torch::Tensor clipwise = torch::sigmoid(net_->fc_audioset->forward(embedding));
-    Cnn14Output out;
-    embedding = embedding.contiguous();
-    clipwise = clipwise.contiguous();
-    out.embedding.assign(embedding.data_ptr<float>(),
-                         embedding.data_ptr<float>() + embedding.numel());
-    out.clipwise.assign(clipwise.data_ptr<float>(), clipwise.data_ptr<float>() + clipwise.numel());
-    return out;
+    return {tensor_values(embedding), tensor_values(clipwise)};
   }
 
   Cnn14Output forward(const float* samples, size_t count, Cnn14Taps* taps) override {

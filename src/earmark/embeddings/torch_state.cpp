@@ -1,6 +1,7 @@
 #include "earmark/embeddings/torch_state.h"
 
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "earmark/common/error.h"
@@ -45,6 +46,7 @@ void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
   for (const auto& b : module.named_buffers(true)) wanted[b.key()] = b.value();
 
   std::map<std::string, std::string> found;  // module name -> file key
+  std::set<std::string> misfit;              // module names whose tensor is there but misfits
   std::vector<std::string> unexpected, mismatched, missing;
   for (const std::string& key : file.names()) {
     std::string name;
@@ -68,18 +70,15 @@ void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
     if (info.shape != need || info.dtype != dtype_of(target)) {
       mismatched.push_back(key + " (file " + info.dtype + " " + shape_text(info.shape) +
                            ", model " + dtype_of(target) + " " + shape_text(need) + ")");
+      misfit.insert(name);
       continue;
     }
     found[name] = key;
   }
   for (const auto& [name, tensor] : wanted)
-    if (!found.count(name)) {
-      bool reported = false;
-      for (const std::string& m : mismatched) reported |= m.find(name + " (") != std::string::npos;
-      if (!reported) missing.push_back(name);
-    }
+    if (!found.count(name) && !misfit.count(name)) missing.push_back(name);
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::string why = file.path() + ": not a " + model + " checkpoint that fits";
+    std::string why = file.path() + ": not a checkpoint of " + model + " that fits";
     if (!missing.empty())
       why += "; missing " + std::to_string(missing.size()) + ": " + some(missing);
     if (!unexpected.empty())
@@ -92,11 +91,22 @@ void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
   for (const auto& [name, key] : found) wanted.at(name).copy_(read_tensor(file, key));
 }
 
+std::vector<int64_t> required_shape(const SafetensorsFile& file, const std::string& key,
+                                    const std::string& model) {
+  if (!file.contains(key))
+    throw Error(file.path() + ": not a checkpoint of " + model + " (no " + key + ")");
+  return file.info(key).shape;
+}
+
+std::vector<float> tensor_values(const torch::Tensor& tensor) {
+  torch::Tensor c = tensor.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
 void tap(ActivationTaps* taps, const std::string& name, const torch::Tensor& tensor) {
   if (!taps) return;
-  torch::Tensor c = tensor.contiguous();
-  taps->tensors[name] = {std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
-                         std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel())};
+  taps->tensors[name] = {std::vector<int64_t>(tensor.sizes().begin(), tensor.sizes().end()),
+                         tensor_values(tensor)};
 }
 
 }  // namespace earmark

@@ -28,6 +28,14 @@ struct StateKeys {
 void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
                        const StateKeys& keys, const std::string& model);
 
+// The shape of a tensor the checkpoint must hold to be one of `model`'s; throws earmark::Error
+// when it is not there.
+std::vector<int64_t> required_shape(const SafetensorsFile& file, const std::string& key,
+                                    const std::string& model);
+
+// A float tensor's values, row-major.
+std::vector<float> tensor_values(const torch::Tensor& tensor);
+
 // Records a float tensor under `name` when `taps` is given.
 void tap(ActivationTaps* taps, const std::string& name, const torch::Tensor& tensor);
 

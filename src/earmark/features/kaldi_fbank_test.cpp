@@ -109,17 +109,11 @@ TEST(KaldiFbank, MatchesTorchaudioOnFixtures) {
     ASSERT_EQ(fbank.num_frames(wav.size()), size_t(info.shape[0]));
     ASSERT_EQ(ours.size(), ref.size());
 
-    double max_hi = 0.0, max_lo = 0.0;
-    size_t bad = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      const double d = std::fabs(double(ours[i]) - double(ref[i]));
-      const bool high = ref[i] > -10.0f;
-      (high ? max_hi : max_lo) = std::max(high ? max_hi : max_lo, d);
-      if (d > (high ? 1e-3 : 2e-2)) ++bad;
-    }
+    const testutil::SplitError e = testutil::split_error(ours, ref, -10.0f, 1e-3, 2e-2);
     std::printf("[ %-11s ] fbank %zu frames: max abs error %.3g (ref > -10), %.3g (elsewhere)\n",
-                sig, ours.size() / 128, max_hi, max_lo);
-    EXPECT_EQ(bad, 0u) << "max error " << max_hi << " (ref > -10), " << max_lo << " elsewhere";
+                sig, ours.size() / 128, e.above, e.below);
+    EXPECT_EQ(e.outside, 0u) << "max error " << e.above << " (ref > -10), " << e.below
+                             << " elsewhere";
 
     if (std::string(sig) == "silence") {
       for (size_t i = 0; i < ref.size(); ++i) {

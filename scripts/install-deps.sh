@@ -8,7 +8,7 @@ PKGS=(
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
   libfftw3-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libbenchmark-dev libtorch-dev librubberband-dev libfaiss-dev
-  ffmpeg espeak-ng sox libsox-fmt-all rubberband-cli python3-numpy unzip time
+  ffmpeg espeak-ng sox libsox-fmt-all rubberband-cli python3-numpy python3-torch unzip time
 )
 
 missing=()

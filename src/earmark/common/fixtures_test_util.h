@@ -173,5 +173,59 @@ inline void write_formula_checkpoint(
   write_safetensors(out_path, tensors);
 }
 
+// Writes a copy of `file` under other names: `rename` gives each key's new names. No name leaves
+// the tensor out; n names split it into n equal pieces along its first dimension (as the Hugging
+// Face conversions split attention's fused qkv). Tensors keep their order, dtype and bytes.
+inline void rename_checkpoint(
+    const SafetensorsFile& file, const std::string& out_path,
+    const std::function<std::vector<std::string>(const std::string& key)>& rename) {
+  std::vector<SafetensorsTensor> tensors;
+  for (const std::string& key : file.names()) {
+    const std::vector<std::string> names = rename(key);
+    const auto& info = file.info(key);
+    const size_t n = names.size();
+    if (n == 0) continue;
+    if (n > 1 && (info.shape.empty() || info.shape[0] % int64_t(n) != 0))
+      throw Error(key + " does not split into " + std::to_string(n));
+    std::vector<int64_t> shape = info.shape;
+    if (n > 1) shape[0] /= int64_t(n);
+    const size_t bytes = size_t(info.byte_size()) / n;
+    for (size_t i = 0; i < n; ++i)
+      tensors.push_back({names[i], info.dtype, shape,
+                         static_cast<const uint8_t*>(file.data(key)) + i * bytes, bytes});
+  }
+  write_safetensors(out_path, tensors);
+}
+
+// `text` with each (from, to) of `rules` applied in order, first occurrences only.
+inline std::string replaced(std::string text,
+                            const std::vector<std::pair<std::string, std::string>>& rules) {
+  for (const auto& [from, to] : rules) {
+    const size_t at = text.find(from);
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+// A transformer block's original (timm/Swin) names under the Hugging Face naming, for writing
+// checkpoints the way its conversions do: norms and MLP renamed, `attn.proj.` to `<output>`, the
+// rest of `attn.` under `<self>`, and `attn.qkv.` split into query, key and value pieces.
+inline std::vector<std::string> hugging_face_block_names(const std::string& name,
+                                                         const std::string& self,
+                                                         const std::string& output) {
+  const std::string renamed = replaced(name, {{".norm1.", ".layernorm_before."},
+                                              {".norm2.", ".layernorm_after."},
+                                              {".mlp.fc1.", ".intermediate.dense."},
+                                              {".mlp.fc2.", ".output.dense."},
+                                              {".attn.proj.", "." + output}});
+  const size_t qkv = renamed.find(".attn.qkv.");
+  if (qkv == std::string::npos) return {replaced(renamed, {{".attn.", "." + self}})};
+  std::vector<std::string> pieces;
+  for (const char* piece : {"query.", "key.", "value."})
+    pieces.push_back(renamed.substr(0, qkv) + "." + self + piece +
+                     renamed.substr(qkv + std::string(".attn.qkv.").size()));
+  return pieces;
+}
+
 }  // namespace testutil
 }  // namespace earmark

@@ -113,32 +113,59 @@ struct AstImpl : nn::Module {
 };
 TORCH_MODULE(Ast);
 
+// The Hugging Face conversion's names (MIT/ast-finetuned-audioset-*) onto the original ones.
+bool hugging_face_ast_name(const std::string& key, std::string& name, int& part, int& parts) {
+  const std::string root = "audio_spectrogram_transformer.";
+  if (key.rfind("classifier.", 0) == 0) {
+    name = replace_first(replace_first(key, "classifier.layernorm.", "mlp_head.0."),
+                         "classifier.dense.", "mlp_head.1.");
+    return true;
+  }
+  if (key.rfind(root, 0) != 0) return false;
+  std::string rest = key.substr(root.size());
+  const std::pair<const char*, const char*> embeddings[] = {
+      {"embeddings.cls_token", "v.cls_token"},
+      {"embeddings.distillation_token", "v.dist_token"},
+      {"embeddings.position_embeddings", "v.pos_embed"},
+      {"embeddings.patch_embeddings.projection.", "v.patch_embed.proj."},
+      {"layernorm.", "v.norm."}};
+  for (const auto& [from, to] : embeddings)
+    if (rest.rfind(from, 0) == 0) {
+      name = to + rest.substr(std::string(from).size());
+      return true;
+    }
+  if (rest.rfind("encoder.layer.", 0) != 0) return false;
+  rest = "v.blocks." + rest.substr(std::string("encoder.layer.").size());
+  name =
+      hugging_face_block_name(rest, "attention.attention.", "attention.output.dense.", part, parts);
+  return true;
+}
+
 class AstPort : public AstModel {
  public:
   AstPort(const std::string& path, int threads, int heads) : net_(nullptr), threads_(threads) {
-    SafetensorsFile file(path);
-    const std::string prefix = file.contains("module.v.cls_token") ? "module." : "";
-    auto shape = [&](const std::string& key) { return required_shape(file, prefix + key, "AST"); };
-    const std::vector<int64_t> cls = shape("v.cls_token");
+    StateKeys keys;
+    keys.prefixes = {"module."};
+    keys.ignored = {"v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias"};
+    keys.rename = hugging_face_ast_name;
+    const Checkpoint checkpoint(path, keys, "AST");
+    const std::vector<int64_t> cls = checkpoint.shape("v.cls_token");
     if (cls.size() != 3) throw Error(path + ": v.cls_token is not [1, 1, dim]");
     const int64_t dim = cls[2];
-    const std::vector<int64_t> pos = shape("v.pos_embed");
+    const std::vector<int64_t> pos = checkpoint.shape("v.pos_embed");
     if (pos.size() != 3 || pos[1] != kFreqPatches * kTimePatches + 2)
       throw Error(path + ": v.pos_embed has " + (pos.size() == 3 ? std::to_string(pos[1]) : "?") +
                   " positions; this port takes the released 10/10-stride checkpoints over 128 "
                   "bins x 1024 frames (1214 positions)");
     int64_t depth = 0;
-    while (file.contains(prefix + "v.blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
+    while (checkpoint.contains("v.blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
     if (heads == 0) heads = int(dim / 64);
     if (heads < 1 || dim % heads != 0)
       throw Error(path + ": " + std::to_string(dim) + " dimensions do not split into " +
                   std::to_string(heads) + " heads");
-    const int64_t classes = shape("mlp_head.1.weight").at(0);
+    const int64_t classes = checkpoint.shape("mlp_head.1.weight").at(0);
     net_ = Ast(dim, depth, heads, classes);
-    StateKeys keys;
-    keys.prefixes = {"module.", ""};
-    keys.ignored = {"v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias"};
-    load_state_strict(*net_, file, keys, "AST");
+    checkpoint.load_into(*net_);
     net_->eval();
   }
 

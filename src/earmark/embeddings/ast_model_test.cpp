@@ -99,6 +99,38 @@ TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
   EXPECT_LE(e_logit, 1e-4);
 }
 
+// The Hugging Face naming (MIT/ast-finetuned-audioset-10-10-0.4593): the same weights under its
+// names, qkv split into query, key and value, the ImageNet heads gone, give the same output.
+TEST(AstModel, LoadsTheHuggingFaceNaming) {
+  REQUIRE_FIXTURES();
+  testutil::TempDir temp;
+  const std::string path = temp.path() + "/hf_ast.safetensors";
+  testutil::rename_checkpoint(
+      SafetensorsFile(kWeights), path, [](const std::string& key) -> std::vector<std::string> {
+        if (key.find(".head") != std::string::npos) return {};
+        const std::string root = "audio_spectrogram_transformer.";
+        const std::string name = testutil::replaced(
+            key, {{"module.v.cls_token", root + "embeddings.cls_token"},
+                  {"module.v.dist_token", root + "embeddings.distillation_token"},
+                  {"module.v.pos_embed", root + "embeddings.position_embeddings"},
+                  {"module.v.patch_embed.proj.", root + "embeddings.patch_embeddings.projection."},
+                  {"module.v.blocks.", root + "encoder.layer."},
+                  {"module.v.norm.", root + "layernorm."},
+                  {"module.mlp_head.0.", "classifier.layernorm."},
+                  {"module.mlp_head.1.", "classifier.dense."}});
+        return testutil::hugging_face_block_names(name, "attention.attention.",
+                                                  "attention.output.dense.");
+      });
+  EXPECT_TRUE(SafetensorsFile(path).contains(
+      "audio_spectrogram_transformer.encoder.layer.1.attention.attention.value.weight"));
+  SafetensorsFile front(kFrontEnd);
+  const std::vector<float> input = front.read_f32("speech.input_1024");
+  const AstOutput hf = AstModel::load(path, 1, 4)->forward(input.data());
+  const AstOutput original = AstModel::load(kWeights, 1, 4)->forward(input.data());
+  EXPECT_EQ(hf.pooled, original.pooled);
+  EXPECT_EQ(hf.logits, original.logits);
+}
+
 TEST(AstModel, BadCheckpointsAreRefused) {
   REQUIRE_FIXTURES();
   EXPECT_THROW(AstModel::load(kWeights, 1, 5), Error);  // 64 dimensions in 5 heads

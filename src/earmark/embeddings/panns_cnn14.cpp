@@ -57,10 +57,13 @@ constexpr const char* kModel = "PANNs CNN14";
 class PannsCnn14Model : public PannsCnn14 {
  public:
   PannsCnn14Model(const std::string& path, int threads) : net_(nullptr), logmel_(nullptr) {
-    SafetensorsFile file(path);
+    StateKeys keys;
+    keys.ignored = {"spectrogram_extractor.stft.conv_real.weight",
+                    "spectrogram_extractor.stft.conv_imag.weight", "logmel_extractor.melW"};
+    const Checkpoint checkpoint(path, keys, kModel);
     // The geometry the checkpoint holds: the mel filters give the front end, the convolutions
     // the widths.
-    const std::vector<int64_t> mel_w = required_shape(file, "logmel_extractor.melW", kModel);
+    const std::vector<int64_t> mel_w = checkpoint.shape("logmel_extractor.melW");
     if (mel_w.size() != 2 || mel_w[1] != 64)
       throw Error(path + ": logmel_extractor.melW is not [bins x 64]");
     if (mel_w[0] == 513)
@@ -73,17 +76,14 @@ class PannsCnn14Model : public PannsCnn14 {
     std::vector<int64_t> channels;
     for (int i = 1; i <= 6; ++i)
       channels.push_back(
-          required_shape(file, "conv_block" + std::to_string(i) + ".conv1.weight", kModel).at(0));
-    const int64_t classes = required_shape(file, "fc_audioset.weight", kModel).at(0);
+          checkpoint.shape("conv_block" + std::to_string(i) + ".conv1.weight").at(0));
+    const int64_t classes = checkpoint.shape("fc_audioset.weight").at(0);
     net_ = Cnn14(64, channels, classes);
-    StateKeys keys;
-    keys.ignored = {"spectrogram_extractor.stft.conv_real.weight",
-                    "spectrogram_extractor.stft.conv_imag.weight", "logmel_extractor.melW"};
-    load_state_strict(*net_, file, keys, kModel);
+    checkpoint.load_into(*net_);
     net_->eval();
     logmel_ = std::make_unique<SlaneyLogMel>(front_end_);
     // The checkpoint's own filters: the port then computes what the original computed.
-    logmel_->set_mel_filters(file.read_f32("logmel_extractor.melW"));
+    logmel_->set_mel_filters(tensor_values(checkpoint.read("logmel_extractor.melW")));
     threads_ = threads;
   }
 

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "earmark/common/error.h"
 #include "earmark/embeddings/fingerprint_net_module.h"
@@ -29,6 +30,14 @@ const char* dtype_of(const torch::Tensor& t) {
   }
 }
 
+bool starts_with(const std::string& s, const std::string& head) {
+  return s.compare(0, head.size(), head) == 0;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 // At most a few names of a list, then how many more.
 std::string some(const std::vector<std::string>& names) {
   std::string out;
@@ -39,46 +48,105 @@ std::string some(const std::vector<std::string>& names) {
 
 }  // namespace
 
-void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
-                       const StateKeys& keys, const std::string& model) {
+Checkpoint::Checkpoint(const std::string& path, StateKeys keys, std::string model)
+    : file_(path), keys_(std::move(keys)), model_(std::move(model)) {
+  // Pieces of split tensors, by original name: part -> file key.
+  std::map<std::string, std::pair<int, std::map<int, std::string>>> pieces;
+  for (const std::string& key : file_.names()) {
+    std::string name = key;
+    int part = 0, parts = 1;
+    if (keys_.rename && !keys_.rename(key, name, part, parts)) name = key, part = 0, parts = 1;
+    for (const std::string& prefix : keys_.prefixes)
+      if (!prefix.empty() && starts_with(name, prefix)) {
+        name = name.substr(prefix.size());
+        break;
+      }
+    bool ignored = keys_.ignored.count(name) > 0;
+    for (const std::string& family : keys_.ignored_prefixes) ignored |= starts_with(name, family);
+    if (parts > 1) {
+      pieces[name].first = parts;
+      pieces[name].second[part] = key;
+      continue;
+    }
+    const auto& info = file_.info(key);
+    tensors_[name] = {{key}, info.dtype, info.shape, ignored};
+  }
+  for (const auto& [name, split] : pieces) {
+    const auto& [parts, keys_of] = split;
+    Tensor joined;
+    for (int p = 0; p < parts; ++p) {
+      auto it = keys_of.find(p);
+      if (it == keys_of.end())
+        throw Error(path + ": not a checkpoint of " + model_ + " that fits; " + name +
+                    " lacks piece " + std::to_string(p + 1) + " of " + std::to_string(parts));
+      const auto& info = file_.info(it->second);
+      if (p == 0) {
+        joined.dtype = info.dtype, joined.shape = info.shape;
+      } else if (info.dtype != joined.dtype || info.shape.empty() || joined.shape.empty() ||
+                 std::vector<int64_t>(info.shape.begin() + 1, info.shape.end()) !=
+                     std::vector<int64_t>(joined.shape.begin() + 1, joined.shape.end())) {
+        throw Error(path + ": the pieces of " + name + " do not join (" + joined.keys[0] + " " +
+                    shape_text(joined.shape) + ", " + it->second + " " + info.dtype + " " +
+                    shape_text(info.shape) + ")");
+      } else {
+        joined.shape[0] += info.shape[0];
+      }
+      joined.keys.push_back(it->second);
+    }
+    for (const std::string& family : keys_.ignored_prefixes)
+      joined.ignored |= starts_with(name, family);
+    joined.ignored |= keys_.ignored.count(name) > 0;
+    tensors_[name] = std::move(joined);
+  }
+}
+
+std::vector<int64_t> Checkpoint::shape(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end())
+    throw Error(path() + ": not a checkpoint of " + model_ + " (no " + name + ")");
+  return it->second.shape;
+}
+
+torch::Tensor Checkpoint::read(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end())
+    throw Error(path() + ": not a checkpoint of " + model_ + " (no " + name + ")");
+  std::vector<torch::Tensor> parts;
+  for (const std::string& key : it->second.keys) parts.push_back(read_tensor(file_, key));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+}
+
+void Checkpoint::load_into(torch::nn::Module& module) const {
   std::map<std::string, torch::Tensor> wanted;
   for (const auto& p : module.named_parameters(true)) wanted[p.key()] = p.value();
   for (const auto& b : module.named_buffers(true)) wanted[b.key()] = b.value();
 
-  std::map<std::string, std::string> found;  // module name -> file key
-  std::set<std::string> misfit;              // module names whose tensor is there but misfits
   std::vector<std::string> unexpected, mismatched, missing;
-  for (const std::string& key : file.names()) {
-    std::string name;
-    bool ignored = false;
-    for (const std::string& prefix : keys.prefixes) {
-      if (key.compare(0, prefix.size(), prefix) != 0) continue;
-      const std::string rest = key.substr(prefix.size());
-      if (wanted.count(rest)) {
-        name = rest;
-        break;
-      }
-      ignored |= keys.ignored.count(rest) > 0;
-    }
-    if (name.empty()) {
-      if (!ignored) unexpected.push_back(key);
+  std::set<std::string> present;  // module names the checkpoint holds, fitting or not
+  for (const auto& [name, t] : tensors_) {
+    if (t.ignored) continue;
+    auto it = wanted.find(name);
+    const std::string origin =
+        t.keys.size() == 1 ? t.keys[0] : name + " (joined from " + some(t.keys) + ")";
+    if (it == wanted.end()) {
+      unexpected.push_back(origin);
       continue;
     }
-    const auto& info = file.info(key);
-    const torch::Tensor& target = wanted.at(name);
-    const std::vector<int64_t> need(target.sizes().begin(), target.sizes().end());
-    if (info.shape != need || info.dtype != dtype_of(target)) {
-      mismatched.push_back(key + " (file " + info.dtype + " " + shape_text(info.shape) +
-                           ", model " + dtype_of(target) + " " + shape_text(need) + ")");
-      misfit.insert(name);
-      continue;
-    }
-    found[name] = key;
+    present.insert(name);
+    const std::vector<int64_t> need(it->second.sizes().begin(), it->second.sizes().end());
+    if (t.shape != need || t.dtype != dtype_of(it->second))
+      mismatched.push_back(origin + " (file " + t.dtype + " " + shape_text(t.shape) + ", model " +
+                           dtype_of(it->second) + " " + shape_text(need) + ")");
   }
+  auto optional = [&](const std::string& name) {
+    for (const std::string& tail : keys_.optional_suffixes)
+      if (ends_with(name, tail)) return true;
+    return false;
+  };
   for (const auto& [name, tensor] : wanted)
-    if (!found.count(name) && !misfit.count(name)) missing.push_back(name);
+    if (!present.count(name) && !optional(name)) missing.push_back(name);
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::string why = file.path() + ": not a checkpoint of " + model + " that fits";
+    std::string why = path() + ": not a checkpoint of " + model_ + " that fits";
     if (!missing.empty())
       why += "; missing " + std::to_string(missing.size()) + ": " + some(missing);
     if (!unexpected.empty())
@@ -88,14 +156,31 @@ void load_state_strict(torch::nn::Module& module, const SafetensorsFile& file,
     throw Error(why);
   }
   torch::NoGradGuard no_grad;
-  for (const auto& [name, key] : found) wanted.at(name).copy_(read_tensor(file, key));
+  for (const std::string& name : present) wanted.at(name).copy_(read(name));
 }
 
-std::vector<int64_t> required_shape(const SafetensorsFile& file, const std::string& key,
-                                    const std::string& model) {
-  if (!file.contains(key))
-    throw Error(file.path() + ": not a checkpoint of " + model + " (no " + key + ")");
-  return file.info(key).shape;
+std::string replace_first(const std::string& text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  if (at == std::string::npos) return text;
+  return text.substr(0, at) + to + text.substr(at + from.size());
+}
+
+std::string hugging_face_block_name(const std::string& name, const std::string& self,
+                                    const std::string& output, int& part, int& parts) {
+  const char* const pieces[] = {"query.", "key.", "value."};
+  for (int p = 0; p < 3; ++p) {
+    const std::string from = self + pieces[p];
+    if (name.find(from) != std::string::npos) {
+      part = p, parts = 3;
+      return replace_first(name, from, "attn.qkv.");
+    }
+  }
+  if (name.find(self) != std::string::npos) return replace_first(name, self, "attn.");
+  if (name.find(output) != std::string::npos) return replace_first(name, output, "attn.proj.");
+  std::string out = replace_first(name, "layernorm_before.", "norm1.");
+  out = replace_first(out, "layernorm_after.", "norm2.");
+  out = replace_first(out, "intermediate.dense.", "mlp.fc1.");
+  return replace_first(out, "output.dense.", "mlp.fc2.");
 }
 
 std::vector<float> tensor_values(const torch::Tensor& tensor) {

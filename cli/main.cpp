@@ -155,6 +155,48 @@ class Progress {
 };
 
 // File names need not be UTF-8; JSON must be. Invalid bytes become U+FFFD instead of failing.
+// kind=VALUE pairs separated by commas.
+std::vector<std::pair<std::string, std::string>> kind_values(const std::string& list,
+                                                             const std::string& option) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      throw Error(option + ": '" + item + "' is not kind=value");
+    out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return out;
+}
+
+// --model ast=PATH,clap=PATH and --model-windows clap=5/2.5.
+std::vector<ModelChoice> parse_models(const std::string& models, const std::string& windows) {
+  std::vector<ModelChoice> out;
+  for (const auto& [kind, path] : kind_values(models, "--model")) {
+    if (std::find(ClipModel::kinds().begin(), ClipModel::kinds().end(), kind) ==
+        ClipModel::kinds().end())
+      throw Error("--model: unknown model '" + kind + "' (ast, clap or panns)");
+    for (const ModelChoice& m : out)
+      if (m.kind == kind) throw Error("--model: " + kind + " given twice");
+    out.push_back({kind, path, {}});
+  }
+  for (const auto& [kind, value] : kind_values(windows, "--model-windows")) {
+    auto it =
+        std::find_if(out.begin(), out.end(), [&](const ModelChoice& m) { return m.kind == kind; });
+    if (it == out.end()) throw Error("--model-windows: " + kind + " is not among --model");
+    const size_t slash = value.find('/');
+    try {
+      if (slash == std::string::npos) throw std::invalid_argument(value);
+      it->windows.window_s = std::stod(value.substr(0, slash));
+      it->windows.hop_s = std::stod(value.substr(slash + 1));
+    } catch (const std::exception&) {
+      throw Error("--model-windows: '" + value + "' is not WINDOW/HOP in seconds, e.g. 4/2");
+    }
+  }
+  return out;
+}
+
 std::string dump(const nlohmann::json& j, int indent = -1) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -235,6 +277,15 @@ int main(int argc, char** argv) {
       ->add_option("--embedding-hop", embedding_hop,
                    "reference window hop of a new index, in 10 ms frames (10-100)")
       ->check(CLI::Range(10, 100));
+  // The published models: --model ast=PATH,clap=PATH,panns=PATH (converted checkpoints).
+  std::string model_list, model_windows;
+  cmd_index->add_option("--model", model_list,
+                        "published models a new index also holds vectors of: "
+                        "ast=PATH,clap=PATH,panns=PATH (checkpoints converted by "
+                        "tools/convert_checkpoint.py; needed again to add to such an index)");
+  cmd_index->add_option("--model-windows", model_windows,
+                        "window/hop in seconds per model of a new index, e.g. clap=5/2.5 "
+                        "(default 4/2 for each)");
 
   // scan
   auto* cmd_scan = app.add_subcommand("scan", "find catalogued references in files");
@@ -291,10 +342,16 @@ int main(int argc, char** argv) {
   double threshold_embedding = std::nan("");
   cmd_scan
       ->add_option("--stages", scan_stages,
-                   "landmark, landmark,embedding (where the index has vectors), or embedding "
-                   "(alone)")
-      ->check(CLI::IsMember({"landmark", "landmark,embedding", "embedding"}));
+                   "landmark, landmark,embedding (where the index has vectors), embedding "
+                   "(alone), or models (the published models of --model alone)")
+      ->check(CLI::IsMember({"landmark", "landmark,embedding", "embedding", "models"}));
   cmd_scan->add_option("--weights", weights, "fingerprint network weights (embedding stage)");
+  cmd_scan->add_option("--model", model_list,
+                       "published models to score matches with and search by, of those the index "
+                       "holds: ast=PATH,clap=PATH,panns=PATH");
+  double threshold_model = std::nan("");
+  cmd_scan->add_option("--threshold-model", threshold_model,
+                       "fused margin a match found by the published models alone needs");
   bool embedding_evidence = false;
   cmd_scan->add_flag("--embedding-evidence", embedding_evidence,
                      "score landmark matches by embedding too (evidence; slower)");
@@ -428,6 +485,20 @@ int main(int argc, char** argv) {
         }
       }
       if (db->embedding_spec()) opts.embedding_weights = weights;
+      opts.models = parse_models(model_list, model_windows);
+      if (!opts.models.empty() && db->model_specs().empty()) {
+        if (!db->references().empty())
+          throw Error("index " + index_dir +
+                      " was built without the published models; build a new index to use them");
+        nlohmann::json specs = nlohmann::json::object();
+        for (const ModelChoice& m : opts.models) {
+          auto model = ClipModel::load(m.kind, m.weights, 1);
+          m.windows.validate(double(std::min<size_t>(model->max_clip_samples(), 60 * 48000)) /
+                             model->sample_rate());
+          specs[m.kind] = model_spec_of(*model, m.weights, m.windows);
+        }
+        db->enable_models(specs);
+      }
       opts.progress = [&](size_t done, size_t total, const IndexResult& r) {
         if (r.outcome == IndexOutcome::kFailed)
           spdlog::error("{}", r.message);
@@ -476,8 +547,12 @@ int main(int argc, char** argv) {
       if (peak_significance >= 0) opts.peak_significance = peak_significance;
       if (peak_rescue_margin >= 0) opts.peak_rescue_margin = peak_rescue_margin;
       opts.logo_templates = !no_templates;
-      opts.embedding = scan_stages != "landmark";
-      opts.landmarks = scan_stages != "embedding";
+      opts.embedding = scan_stages != "landmark" && scan_stages != "models";
+      opts.landmarks = scan_stages != "embedding" && scan_stages != "models";
+      opts.models = parse_models(model_list, "");
+      if (scan_stages == "models" && opts.models.empty())
+        throw Error("--stages models needs --model kind=PATH");
+      if (!std::isnan(threshold_model)) opts.model_min_margin = threshold_model;
       opts.embedding_weights = weights;
       opts.embedding_verify = embedding_evidence;
       opts.embedding_hop_frames = query_hop;

@@ -148,10 +148,13 @@ inline std::map<std::string, std::pair<std::vector<int64_t>, std::string>> read_
 
 // Writes a checkpoint of the manifest's keys filled with formula weights. Batch counters are
 // 0 (I64); the other tensors the formula leaves to the model code come from `own` (an empty
-// result leaves the key out of the file).
+// result leaves the key out of the file). `instead`, when given, replaces the formula's values
+// (benchmarks draw weights like a trained network's).
 inline void write_formula_checkpoint(
     const std::string& manifest, const std::string& out_path,
-    const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>& own) {
+    const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>& own,
+    const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>&
+        instead = nullptr) {
   std::vector<std::vector<float>> values;
   std::vector<int64_t> zero(1, 0);
   std::vector<SafetensorsTensor> tensors;
@@ -165,8 +168,10 @@ inline void write_formula_checkpoint(
       tensors.push_back({key, "I64", shape, zero.data(), 8});
       continue;
     }
-    values.push_back(formula_rule(key, shape, offset, scale) ? formula_values(key, shape)
-                                                             : own(key, shape));
+    if (!formula_rule(key, shape, offset, scale))
+      values.push_back(own(key, shape));
+    else
+      values.push_back(instead ? instead(key, shape) : formula_values(key, shape));
     if (values.back().empty()) continue;
     tensors.push_back({key, "F32", shape, values.back().data(), values.back().size() * 4});
   }

@@ -173,28 +173,40 @@ class AstPort : public AstModel {
   int classes() const override { return int(net_->head->options.out_features()); }
 
   AstOutput forward(const float* input, AstTaps* taps) override {
-    torch::set_num_threads(threads_);
-    torch::InferenceMode guard;
-    // [time, mel] -> an image of mel rows and time columns.
-    torch::Tensor x =
-        torch::from_blob(const_cast<float*>(input), {1, 1, kFrames, kMelBins}).transpose(2, 3);
-    VisionImpl& v = *net_->v;
-    x = v.proj->forward(x).flatten(2).transpose(1, 2);  // tokens frequency-major
-    tap(taps, "patch_embed", x);
-    x = torch::cat({v.cls_token.expand({1, -1, -1}), v.dist_token.expand({1, -1, -1}), x}, 1) +
-        v.pos_embed;
-    for (size_t i = 0; i < v.block_list.size(); ++i) {
-      x = v.block_list[i]->forward(x);
-      if (i == 0) tap(taps, "block0", x);
-    }
-    x = v.norm->forward(x);
-    tap(taps, "norm", x);
-    torch::Tensor pooled = (x.select(1, 0) + x.select(1, 1)) / 2;
-    torch::Tensor logits = net_->head->forward(net_->head_norm->forward(pooled));
-    return {tensor_values(pooled), tensor_values(logits)};
+    return run(input, 1, taps).at(0);
+  }
+
+  std::vector<AstOutput> forward_batch(const float* inputs, size_t batch) override {
+    return run(inputs, batch, nullptr);
   }
 
  private:
+  std::vector<AstOutput> run(const float* inputs, size_t batch, AstTaps* taps) {
+    if (batch == 0) return {};
+    torch::set_num_threads(threads_);
+    torch::InferenceMode guard;
+    const int64_t b = int64_t(batch);
+    // [time, mel] -> an image of mel rows and time columns.
+    torch::Tensor x =
+        torch::from_blob(const_cast<float*>(inputs), {b, 1, kFrames, kMelBins}).transpose(2, 3);
+    VisionImpl& v = *net_->v;
+    x = v.proj->forward(x).flatten(2).transpose(1, 2);  // tokens frequency-major
+    tap(taps, "patch_embed", x.narrow(0, 0, 1));
+    x = torch::cat({v.cls_token.expand({b, -1, -1}), v.dist_token.expand({b, -1, -1}), x}, 1) +
+        v.pos_embed;
+    for (size_t i = 0; i < v.block_list.size(); ++i) {
+      x = v.block_list[i]->forward(x);
+      if (i == 0) tap(taps, "block0", x.narrow(0, 0, 1));
+    }
+    x = v.norm->forward(x);
+    tap(taps, "norm", x.narrow(0, 0, 1));
+    torch::Tensor pooled = (x.select(1, 0) + x.select(1, 1)) / 2;
+    torch::Tensor logits = net_->head->forward(net_->head_norm->forward(pooled));
+    std::vector<AstOutput> out(batch);
+    for (int64_t i = 0; i < b; ++i) out[i] = {tensor_values(pooled[i]), tensor_values(logits[i])};
+    return out;
+  }
+
   Ast net_;
   int threads_;
 };

@@ -42,6 +42,8 @@ class AstModel {
 
   // input: [kFrames x kMelBins], the normalised fbank (ast_input_1024).
   virtual AstOutput forward(const float* input, AstTaps* taps = nullptr) = 0;
+  // `batch` inputs back to back, in one pass.
+  virtual std::vector<AstOutput> forward_batch(const float* inputs, size_t batch) = 0;
 };
 
 }  // namespace earmark

@@ -92,25 +92,12 @@ class PannsCnn14Model : public PannsCnn14 {
   const SlaneyLogMelOptions& front_end() const override { return front_end_; }
 
   Cnn14Output forward_logmel(const float* logmel, size_t frames, Cnn14Taps* taps) override {
-    // Five poolings by 2 need 32 frames (0.32 s at 32 kHz) for one step of time at the end.
-    if (frames < 32)
-      throw Error("CNN14: " + std::to_string(frames) + " log-mel frames, at least 32 needed");
-    torch::set_num_threads(threads_);
-    torch::InferenceMode guard;
-    torch::Tensor x = torch::from_blob(const_cast<float*>(logmel), {1, 1, int64_t(frames), 64});
-    // Batch norm over the mel bins: they are moved into the channel axis and back.
-    x = net_->bn0->forward(x.transpose(1, 3)).transpose(1, 3);
-    tap(taps, "bn0", x);
-    for (size_t i = 0; i < net_->blocks.size(); ++i) {
-      x = net_->blocks[i]->forward(x, i + 1 < net_->blocks.size() ? 2 : 1);
-      if (i == 0) tap(taps, "conv_block1", x);
-    }
-    tap(taps, "conv_block6", x);
-    x = x.mean(3);
-    x = std::get<0>(x.max(2)) + x.mean(2);
-    torch::Tensor embedding = torch::relu(net_->fc1->forward(x));
-    torch::Tensor clipwise = torch::sigmoid(net_->fc_audioset->forward(embedding));
-    return {tensor_values(embedding), tensor_values(clipwise)};
+    return run(logmel, 1, frames, taps).at(0);
+  }
+
+  std::vector<Cnn14Output> forward_logmel_batch(const float* logmels, size_t batch,
+                                                size_t frames) override {
+    return run(logmels, batch, frames, nullptr);
   }
 
   Cnn14Output forward(const float* samples, size_t count, Cnn14Taps* taps) override {
@@ -119,6 +106,33 @@ class PannsCnn14Model : public PannsCnn14 {
   }
 
  private:
+  std::vector<Cnn14Output> run(const float* logmel, size_t batch, size_t frames, Cnn14Taps* taps) {
+    // Five poolings by 2 need 32 frames (0.32 s at 32 kHz) for one step of time at the end.
+    if (frames < 32)
+      throw Error("CNN14: " + std::to_string(frames) + " log-mel frames, at least 32 needed");
+    if (batch == 0) return {};
+    torch::set_num_threads(threads_);
+    torch::InferenceMode guard;
+    torch::Tensor x =
+        torch::from_blob(const_cast<float*>(logmel), {int64_t(batch), 1, int64_t(frames), 64});
+    // Batch norm over the mel bins: they are moved into the channel axis and back.
+    x = net_->bn0->forward(x.transpose(1, 3)).transpose(1, 3);
+    tap(taps, "bn0", x.narrow(0, 0, 1));
+    for (size_t i = 0; i < net_->blocks.size(); ++i) {
+      x = net_->blocks[i]->forward(x, i + 1 < net_->blocks.size() ? 2 : 1);
+      if (i == 0) tap(taps, "conv_block1", x.narrow(0, 0, 1));
+    }
+    tap(taps, "conv_block6", x.narrow(0, 0, 1));
+    x = x.mean(3);
+    x = std::get<0>(x.max(2)) + x.mean(2);
+    torch::Tensor embedding = torch::relu(net_->fc1->forward(x));
+    torch::Tensor clipwise = torch::sigmoid(net_->fc_audioset->forward(embedding));
+    std::vector<Cnn14Output> out(batch);
+    for (size_t i = 0; i < batch; ++i)
+      out[i] = {tensor_values(embedding[int64_t(i)]), tensor_values(clipwise[int64_t(i)])};
+    return out;
+  }
+
   Cnn14 net_;
   SlaneyLogMelOptions front_end_;
   std::unique_ptr<SlaneyLogMel> logmel_;

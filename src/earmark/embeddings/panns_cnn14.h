@@ -41,6 +41,9 @@ class PannsCnn14 {
   // From a log-mel [frames x 64] (dB, as SlaneyLogMel computes it).
   virtual Cnn14Output forward_logmel(const float* logmel, size_t frames,
                                      Cnn14Taps* taps = nullptr) = 0;
+  // `batch` log-mels of `frames` frames each, back to back, in one pass.
+  virtual std::vector<Cnn14Output> forward_logmel_batch(const float* logmels, size_t batch,
+                                                        size_t frames) = 0;
   // From samples at front_end().sample_rate, as the original takes a clip: whole, as is.
   virtual Cnn14Output forward(const float* samples, size_t count, Cnn14Taps* taps = nullptr) = 0;
 };

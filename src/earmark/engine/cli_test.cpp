@@ -899,6 +899,70 @@ TEST_F(CliTest, EmbeddingStageAloneFindsAShortQueryInItsOwnTime) {
   EXPECT_NEAR(m["ref_start"].get<double>() - start, 10.25, 0.15) << show(r);
 }
 
+// The published models through the CLI, with the fixtures' reduced CLAP and CNN14 weights (the
+// real ones cannot be had here): an index holding their vectors, matches scored by them at their
+// aligned offsets, their own search, and the messages when weights are missing.
+TEST(ModelCli, PublishedModelsScoreAndSearch) {
+  const std::string fixtures = EARMARK_SOURCE_DIR "/../shared/fixtures/models/";
+  const std::string clap = fixtures + "laion_clap_htsat_r16.weights.safetensors";
+  const std::string panns = fixtures + "panns_cnn14_r16.weights.safetensors";
+  if (!fs::exists(clap)) GTEST_SKIP() << "fixtures not found";
+  TempDir dir;
+  const std::string a = dir / "a.wav", b = dir / "b.wav", query = dir / "query.wav";
+  const std::vector<float> tune = synth_music(501, 20.0);
+  write_wav(a, tune);
+  write_wav(b, synth_music(502, 20.0));
+  write_wav(query, slice(tune, 4.0, 6.0));  // on the 2 s window grid
+  const std::string idx = dir / "index";
+  const std::string models = " --model " + q("clap=" + clap + ",panns=" + panns);
+  CommandResult made =
+      cli("-i " + q(idx) + " index" + models + " --model-windows panns=4/2 " + q(a) + " " + q(b),
+          dir.path());
+  ASSERT_EQ(made.status, 0) << show(made);
+
+  // The landmarks find it; both models score it where it aligns.
+  CommandResult r = cli("-i " + q(idx) + " scan" + models + " " + q(query), dir.path());
+  ASSERT_EQ(r.status, 0) << show(r);
+  json j = parse_or_null(r.out);
+  ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
+  const json& m = j[0]["matches"][0];
+  EXPECT_EQ(m["ref"], "a") << show(r);
+  for (const char* kind : {"clap", "panns"}) {
+    const json& score = m["evidence"]["models"][kind];
+    EXPECT_GE(score.value("windows", 0), 2) << kind << show(r);
+    EXPECT_GT(score.value("similarity", 0.0), 0.98) << kind << show(r);
+    EXPECT_GT(score.value("margin", 0.0), 0.0) << kind << show(r);
+  }
+  EXPECT_GT(m["evidence"].value("fused_margin", 0.0), 0.0) << show(r);
+
+  // The models alone find it too, at its offset. Random weights tell references apart only
+  // barely (margins of a few hundredths), hence the low threshold.
+  r = cli(
+      "-i " + q(idx) + " scan --stages models --threshold-model 0.001" + models + " " + q(query),
+      dir.path());
+  ASSERT_EQ(r.status, 0) << show(r);
+  j = parse_or_null(r.out);
+  ASSERT_TRUE(j.is_array() && !j[0]["matches"].empty()) << show(r);
+  EXPECT_EQ(j[0]["matches"][0]["ref"], "a") << show(r);
+  EXPECT_EQ(j[0]["matches"][0]["stage"], "model") << show(r);
+  EXPECT_NEAR(j[0]["matches"][0]["ref_start"].get<double>() -
+                  j[0]["matches"][0]["query_start"].get<double>(),
+              4.0, 0.01)
+      << show(r);
+
+  // Adding to the index needs the models' weights; missing weights say how to get them.
+  CommandResult add = cli("-i " + q(idx) + " index " + q(query), dir.path());
+  EXPECT_NE(add.status, 0);
+  EXPECT_NE(add.err.find("--model clap=PATH"), std::string::npos) << show(add);
+  CommandResult missing =
+      cli("-i " + q(idx) + " scan --model clap=/nowhere/clap.safetensors " + q(query), dir.path());
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("convert_checkpoint.py"), std::string::npos) << show(missing);
+  CommandResult bad = cli("-i " + q(dir / "other") + " index --model vggish=x " + q(a), dir.path());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("unknown model"), std::string::npos) << show(bad);
+}
+
 // Pairs made by `earmark train --prepare-only`, the network trained on them by earmark-train (the
 // binary that also builds alone against a CUDA libtorch).
 TEST(TrainCli, PreparesPairsThenTrainsOnThemElsewhere) {

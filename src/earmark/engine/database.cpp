@@ -23,6 +23,15 @@ namespace {
 
 constexpr const char* kCatalogueFile = "catalogue.sqlite";
 constexpr const char* kEmbeddingIndexFile = "embeddings.faiss";
+
+// Floats of a catalogue blob; throws when it does not hold a whole number of `unit` floats.
+std::vector<float> floats_of(const std::string& blob, size_t unit, const std::string& what) {
+  if (unit == 0 || blob.size() % (sizeof(float) * unit) != 0) throw Error(what + " are damaged");
+  std::vector<float> v(blob.size() / sizeof(float));
+  std::memcpy(v.data(), blob.data(), blob.size());
+  return v;
+}
+
 constexpr const char* kSegmentDir = "segments";
 constexpr const char* kSegmentExt = ".emk";
 
@@ -148,12 +157,11 @@ void Database::load() {
     embeddings_ = std::make_unique<ReferenceEmbeddings>(dim, hop * 0.01, embedding_index_options());
     for (auto& [key, blob] : catalogue_->embeddings()) {
       if (!by_key_.count(key)) continue;
-      if (blob.size() % (sizeof(float) * size_t(dim)) != 0)
-        throw Error("index " + dir_ + ": damaged embeddings of reference " +
-                    references_[by_key_.at(key)].id);
-      std::vector<float> v(blob.size() / sizeof(float));
-      std::memcpy(v.data(), blob.data(), blob.size());
-      embeddings_->add(uint32_t(key), std::move(v), references_[by_key_.at(key)].frame_base);
+      embeddings_->add(uint32_t(key),
+                       floats_of(blob, size_t(dim),
+                                 "index " + dir_ + ": embeddings of reference " +
+                                     references_[by_key_.at(key)].id),
+                       references_[by_key_.at(key)].frame_base);
     }
     // The search index is derived data: the saved one is continued with the references added
     // (and removed) since it was saved, else rebuilt; either is saved by the next writer.
@@ -177,6 +185,7 @@ void Database::load() {
       embeddings_->finish();
     }
   }
+  load_model_vectors();
   for (const auto& [key, blob] : catalogue_->logo_templates()) {
     auto it = by_key_.find(key);
     if (it == by_key_.end()) continue;
@@ -187,6 +196,53 @@ void Database::load() {
     }
     logo_refs_.push_back(it->second);
   }
+}
+
+void Database::load_model_vectors() {
+  model_specs_ = nlohmann::json::object();
+  model_vectors_.clear();
+  const auto specs = catalogue_->meta("models");
+  if (!specs) return;
+  model_specs_ = nlohmann::json::parse(*specs, nullptr, false);
+  if (model_specs_.is_discarded() || !model_specs_.is_object())
+    throw Error("index " + dir_ + " has unreadable model settings");
+  // Exact search: the published models' vectors are few (one per 2 s by default) and wide.
+  VectorIndexOptions flat;
+  flat.type = "flat";
+  for (const auto& [kind, spec] : model_specs_.items()) {
+    const int dim = spec.value("dim", 0);
+    if (dim < 2) throw Error("index " + dir_ + " has bad settings for model " + kind);
+    model_vectors_[kind] = std::make_unique<ModelVectors>(kind, dim, flat);
+  }
+  for (auto& row : catalogue_->model_vectors()) {
+    auto ref = by_key_.find(row.reference_key);
+    auto model = model_vectors_.find(row.model);
+    if (ref == by_key_.end() || model == model_vectors_.end()) continue;
+    const std::string what =
+        "index " + dir_ + ": " + row.model + " vectors of reference " + references_[ref->second].id;
+    model->second->add(uint32_t(row.reference_key), floats_of(row.starts, 1, what),
+                       floats_of(row.vectors, size_t(model->second->dim()), what));
+  }
+  for (auto& [kind, vectors] : model_vectors_) vectors->finish();
+}
+
+const ModelVectors* Database::model_vectors(const std::string& kind) const {
+  auto it = model_vectors_.find(kind);
+  return it == model_vectors_.end() ? nullptr : it->second.get();
+}
+
+void Database::enable_models(const nlohmann::json& specs) {
+  WriterLock lock(dir_);
+  if (auto have = catalogue_->meta("models")) {
+    if (nlohmann::json::parse(*have, nullptr, false) != specs)
+      throw Error("index " + dir_ + " holds vectors of other models or settings (" + *have + ")");
+    return;
+  }
+  if (catalogue_->count() > 0)
+    throw Error("index " + dir_ +
+                " was built without the published models; build a new index to use them");
+  catalogue_->set_meta("models", specs.dump());
+  load();
 }
 
 void Database::remove_orphan_segments() {
@@ -217,7 +273,19 @@ size_t Database::add(std::vector<NewReference>& refs) {
   peaks.reserve(total_peaks);
   std::vector<Reference> metas;
   std::vector<std::string> templates, embeddings;
+  std::vector<std::vector<Catalogue::ModelVectorsRow>> model_rows;
   for (NewReference& r : refs) {
+    model_rows.emplace_back();
+    for (const auto& [kind, spec] : model_specs_.items()) {
+      auto it = r.model_windows.find(kind);
+      if (it == r.model_windows.end())
+        throw Error("index " + dir_ + " holds " + kind + " vectors: " + r.meta.id + " has none");
+      const auto& w = it->second;
+      model_rows.back().push_back(
+          {0, kind,
+           std::string(reinterpret_cast<const char*>(w.starts.data()), w.starts.size() * 4),
+           std::string(reinterpret_cast<const char*>(w.vectors.data()), w.vectors.size() * 4)});
+    }
     templates.push_back(r.logo_template);
     if (embedding_spec() && r.embeddings.empty())
       throw Error("index " + dir_ + " has the embedding stage: " + r.meta.id + " has no vectors");
@@ -238,7 +306,7 @@ size_t Database::add(std::vector<NewReference>& refs) {
   nlohmann::json settings = {{"hash", params_.hash_identity()}, {"landmarks", params_.to_json()}};
   std::string name = new_segment_name();
   SegmentWriteStats ws = write_segment(segment_path(name), entries, peaks, settings, bucket_cap_);
-  catalogue_->commit_add(metas, name, base, templates, embeddings);
+  catalogue_->commit_add(metas, name, base, templates, embeddings, model_rows);
   load();
   save_embedding_index();
   return ws.capped_entries;

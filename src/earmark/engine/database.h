@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/index/model_vectors.h"
 #include "earmark/index/reference_embeddings.h"
 #include "earmark/index/segment.h"
 #include "earmark/landmarks/landmark_params.h"
@@ -31,6 +32,12 @@ struct NewReference {
   std::vector<ReferencePeak> peaks;  // the dense layer's peaks, frames local to the reference
   std::string logo_template;         // serialised LogoTemplate; empty when it has none
   std::vector<float> embeddings;     // window vectors of the embedding stage; empty without it
+  // The published models' windows (embeddings/clip_model.h), by model kind.
+  struct ModelWindows {
+    std::vector<float> starts;   // seconds
+    std::vector<float> vectors;  // windows x dim
+  };
+  std::map<std::string, ModelWindows> model_windows;
 };
 
 struct DatabaseStats {
@@ -85,6 +92,13 @@ class Database {
   // Turns the embedding stage on for an index that has no references yet. Throws earmark::Error
   // for an index that already has references without vectors or another model's vectors.
   void enable_embeddings(const nlohmann::json& spec);
+  // The published models the index holds vectors of: kind -> {"weights_digest", "dim",
+  // "sample_rate", "window_s", "hop_s"} (empty object: none); and each one's vectors.
+  const nlohmann::json& model_specs() const { return model_specs_; }
+  const ModelVectors* model_vectors(const std::string& kind) const;
+  // Turns published models on for an index that has no references yet (the same models again is
+  // fine). Throws earmark::Error for an index that already has references, or other models.
+  void enable_models(const nlohmann::json& specs);
   // Position in references() of the reference with this catalogue key (-1: none).
   long reference_index(int64_t key) const;
   // The search index type over the reference vectors, and its settings.
@@ -93,6 +107,7 @@ class Database {
  private:
   Database() = default;
   void load();
+  void load_model_vectors();
   std::string segment_path(const std::string& name) const;
   std::string new_segment_name() const;
   void remove_orphan_segments();
@@ -111,6 +126,8 @@ class Database {
   nlohmann::json embedding_spec_;
   std::unique_ptr<ReferenceEmbeddings> embeddings_;
   bool embedding_index_saved_ = false;
+  nlohmann::json model_specs_ = nlohmann::json::object();
+  std::map<std::string, std::unique_ptr<ModelVectors>> model_vectors_;
   std::map<int64_t, size_t> by_key_;
 };
 

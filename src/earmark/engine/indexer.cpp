@@ -130,8 +130,31 @@ struct Work {
   std::optional<NewReference> ref;
 };
 
+// A worker's published models, with the windows the index records for each.
+struct WorkerModel {
+  std::unique_ptr<ClipModel> model;
+  ClipWindows windows;
+};
+
+// The recording's windows under a published model, decoded again at the model's own rate (the
+// 16 kHz stream has nothing above 8 kHz) and without level normalisation (the originals do none).
+NewReference::ModelWindows model_windows(const std::string& path, WorkerModel& m) {
+  DecodeOptions opts;
+  opts.sample_rate = m.model->sample_rate();
+  opts.normalise = false;
+  AudioDecoder decoder(path, opts);
+  struct Feed : AudioConsumer {
+    ClipStream stream;
+    Feed(ClipModel& model, const ClipWindows& w) : stream(model, w) {}
+    void consume(const float* x, size_t n) override { stream.consume(x, n); }
+  } feed(*m.model, m.windows);
+  decoder.run(feed);
+  ClipEmbedding e = feed.stream.finish();
+  return {e.starts_s(), std::move(e.vectors)};
+}
+
 Work fingerprint(const IndexRequest& req, const LandmarkParams& params, Embedder* embedder,
-                 int hop_frames) {
+                 int hop_frames, std::vector<WorkerModel>& models) {
   Work w;
   w.result.request = req;
   std::string stem = std::filesystem::path(req.path).stem().string();
@@ -159,6 +182,7 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params, Embedder
     if (samples < size_t(params.sample_rate) / 4)
       throw Error(req.path + ": too short to fingerprint (" +
                   std::to_string(samples * 1000 / params.sample_rate) + " ms of audio)");
+    for (WorkerModel& m : models) ref.model_windows[m.model->kind()] = model_windows(req.path, m);
     ref.meta.id = w.result.request.id;
     ref.meta.title = w.result.request.title;
     ref.meta.content_type = req.content_type;
@@ -182,12 +206,9 @@ Work fingerprint(const IndexRequest& req, const LandmarkParams& params, Embedder
 
 }  // namespace
 
-nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
-                                 int hop_frames) {
-  // The weights' identity: a digest of the file, so retrained weights of the same shape are told
-  // apart from the ones the index holds.
-  std::ifstream in(weights, std::ios::binary);
-  if (!in) throw Error("cannot read embedding weights " + weights);
+std::string file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
   uint64_t h = kFnvSeed;
   char buf[1 << 16];
   while (in.read(buf, sizeof buf) || in.gcount() > 0) {
@@ -196,8 +217,24 @@ nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& we
   }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return hex;
+}
+
+nlohmann::json model_spec_of(const ClipModel& model, const std::string& weights,
+                             const ClipWindows& windows) {
+  return {{"weights_digest", file_digest(weights)},
+          {"dim", model.dim()},
+          {"sample_rate", model.sample_rate()},
+          {"window_s", windows.window_s},
+          {"hop_s", windows.hop_s}};
+}
+
+nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
+                                 int hop_frames) {
+  // The weights' identity: a digest of the file, so retrained weights of the same shape are told
+  // apart from the ones the index holds.
   return {{"model", embedder.name()},
-          {"weights_digest", hex},
+          {"weights_digest", file_digest(weights)},
           {"dim", embedder.dim()},
           {"window_frames", embedder.window_frames()},
           {"hop_frames", hop_frames}};
@@ -239,6 +276,22 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
     }
   }
   const int hop_frames = spec ? spec->value("hop_frames", 50) : 0;
+  // The published models the index holds: one of each per worker, checked against the index.
+  std::vector<std::vector<WorkerModel>> models(static_cast<size_t>(threads));
+  for (const auto& [kind, model_spec] : db.model_specs().items()) {
+    auto choice = std::find_if(options.models.begin(), options.models.end(),
+                               [&](const ModelChoice& c) { return c.kind == kind; });
+    if (choice == options.models.end())
+      throw Error("index " + db.dir() + " holds " + kind + " vectors: give --model " + kind +
+                  "=PATH (" + ClipModel::how_to_get(kind) + ")");
+    const ClipWindows windows{model_spec.value("window_s", 4.0), model_spec.value("hop_s", 2.0)};
+    for (int t = 0; t < threads; ++t) {
+      models[size_t(t)].push_back({ClipModel::load(kind, choice->weights, 1), windows});
+      if (t == 0 && model_spec_of(*models[0].back().model, choice->weights, windows) != model_spec)
+        throw Error("index " + db.dir() + " was embedded with other " + kind +
+                    " weights or windows: " + model_spec.dump());
+    }
+  }
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
@@ -251,7 +304,7 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
           i = next++;
         }
         if (i >= total) return;
-        Work w = fingerprint(requests[i], params, embedder, hop_frames);
+        Work w = fingerprint(requests[i], params, embedder, hop_frames, models[size_t(t)]);
         std::lock_guard<std::mutex> lk(mu);
         ready.emplace(i, std::move(w));
         cv.notify_all();

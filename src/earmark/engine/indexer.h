@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/embeddings/clip_model.h"
 #include "earmark/embeddings/embedder.h"
 #include "earmark/engine/database.h"
 
@@ -33,6 +34,8 @@ struct IndexOptions {
   size_t batch_entries = 8u << 20;  // landmarks per segment before a commit
   // Weights of the embedding stage's network, needed when the index has that stage.
   std::string embedding_weights;
+  // Weights of the published models, needed for those the index holds (Database::model_specs()).
+  std::vector<ModelChoice> models;
   // Called from the calling thread after each file: (done, total, result).
   std::function<void(size_t, size_t, const IndexResult&)> progress;
 };
@@ -50,6 +53,14 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
 // The embedding settings an index records for a network, its weight file and the reference hop.
 nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
                                  int hop_frames);
+
+// The settings an index records for a published model: {"weights_digest", "dim",
+// "sample_rate", "window_s", "hop_s"}.
+nlohmann::json model_spec_of(const ClipModel& model, const std::string& weights,
+                             const ClipWindows& windows);
+
+// Hex digest of a file's bytes (weights told apart by content).
+std::string file_digest(const std::string& path);
 
 // Hex digest of decoded audio, for "same audio" detection.
 std::string audio_content_hash(const std::vector<float>& samples);

@@ -1,5 +1,7 @@
 #include "earmark/engine/scanner.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -155,7 +157,25 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     if (!(options_.embedding_logo_veto >= -2 && options_.embedding_logo_veto <= 2))
       throw Error("the embedding logo veto must be in [-2, 2] (-2: off)");
   }
-  if (!options_.landmarks && !embedder_)
+  const int model_threads = options_.model_threads > 0
+                                ? options_.model_threads
+                                : int(std::max(1u, std::thread::hardware_concurrency()));
+  for (const ModelChoice& choice : options_.models) {
+    if (!db.model_specs().contains(choice.kind)) {
+      spdlog::warn("index {} holds no {} vectors; that model is not used", db.dir(), choice.kind);
+      continue;
+    }
+    auto model = ClipModel::load(choice.kind, choice.weights, model_threads);
+    const nlohmann::json& spec = db.model_specs().at(choice.kind);
+    const ClipWindows windows{spec.value("window_s", 4.0), spec.value("hop_s", 2.0)};
+    if (model_spec_of(*model, choice.weights, windows) != spec)
+      throw Error("index " + db.dir() + " holds " + choice.kind +
+                  " vectors of other weights: " + spec.dump());
+    clip_models_[choice.kind] = std::move(model);
+  }
+  if (!(options_.model_min_margin > 0 && options_.model_min_margin < 2))
+    throw Error("the model margin threshold must be in (0, 2)");
+  if (!options_.landmarks && !embedder_ && clip_models_.empty())
     throw Error(options_.embedding ? "index " + db.dir() +
                                          " holds no vectors: the embedding stage cannot run alone"
                                    : std::string("no stage to scan with"));
@@ -396,6 +416,13 @@ ScanResult Scanner::scan(const std::string& path) const {
       }
       match_ms += ms_since(te);
     }
+    if (!clip_models_.empty()) {
+      auto tm2 = Clock::now();
+      bool found = false;
+      for (const ScanMatch& m : result.matches) found |= m.content_type != ContentType::kTrademark;
+      add_model_scores(path, result.duration_s, found, result.matches);
+      match_ms += ms_since(tm2);
+    }
     std::stable_sort(result.matches.begin(), result.matches.end(),
                      [](const ScanMatch& a, const ScanMatch& b) { return a.score > b.score; });
     if (int(result.matches.size()) > options_.max_matches)
@@ -493,6 +520,159 @@ void Scanner::add_embedding_matches(const std::vector<float>& vectors, size_t wi
   }
 }
 
+ScanMatch::ModelScore Scanner::model_score(ClipModel& model, const ModelVectors& vectors,
+                                           const std::vector<float>& samples, const ScanMatch& m,
+                                           uint32_t key) const {
+  ScanMatch::ModelScore score;
+  const nlohmann::json& spec = db_.model_specs().at(model.kind());
+  const double window_s = spec.value("window_s", 4.0), hop_s = spec.value("hop_s", 2.0);
+  const double rate = model.sample_rate();
+  const size_t window = size_t(std::lround(window_s * rate));
+  const double speed = m.speed > 0 ? m.speed : 1.0;
+  // Query clips placed where the reference's windows fall under the alignment: each compared with
+  // the window it lines up with. A query shorter than a window is one clip, as the model takes it.
+  std::vector<std::pair<size_t, size_t>> clips;  // (query sample, reference window)
+  size_t length = window;
+  if (samples.size() <= window) {
+    length = samples.size();
+    const long w = vectors.window_near(key, m.ref_start - m.query_start * speed, hop_s / 2 + 1e-6);
+    if (w >= 0 && length >= model.min_clip_samples()) clips.push_back({0, size_t(w)});
+  } else {
+    for (size_t w = 0; w < vectors.windows(key); ++w) {
+      const double tq = m.query_start + (vectors.start(key, w) - m.ref_start) / speed;
+      const long at = std::lround(tq * rate);
+      // Clips that stick out of the query by up to a quarter of a window are moved inside.
+      const long slack = long(window / 4);
+      if (at < -slack || at + long(window) > long(samples.size()) + slack) continue;
+      const long inside = std::clamp(at, 0L, long(samples.size() - window));
+      clips.push_back({size_t(inside), w});
+    }
+  }
+  if (clips.empty()) return score;
+  const size_t dim = size_t(model.dim());
+  std::vector<float> batch, out(clips.size() * dim);
+  for (const auto& [at, w] : clips)
+    batch.insert(batch.end(), samples.begin() + long(at), samples.begin() + long(at + length));
+  for (size_t first = 0; first < clips.size(); first += 8) {
+    const size_t n = std::min<size_t>(8, clips.size() - first);
+    model.embed(batch.data() + first * length, n, length, out.data() + first * dim);
+  }
+  // The background: each clip's most similar window of another reference.
+  const int k = 8;
+  const auto neighbours = vectors.search(out.data(), clips.size(), k);
+  double similarity = 0, margin = 0;
+  for (size_t i = 0; i < clips.size(); ++i) {
+    const float* ref = vectors.vector(key, clips[i].second);
+    double dot = 0;
+    for (size_t d = 0; d < dim; ++d) dot += double(out[i * dim + d]) * ref[d];
+    double other = 0;
+    for (int j = 0; j < k; ++j) {
+      const auto& nb = neighbours[i * size_t(k) + size_t(j)];
+      if (nb.reference_key != 0 && nb.reference_key != key) {
+        other = nb.similarity;
+        break;
+      }
+    }
+    similarity += dot;
+    margin += dot - other;
+  }
+  score.windows = int(clips.size());
+  score.similarity = similarity / double(clips.size());
+  score.margin = margin / double(clips.size());
+  return score;
+}
+
+void Scanner::add_model_scores(const std::string& path, double duration_s, bool music_found,
+                               std::vector<ScanMatch>& matches) const {
+  if (path == "-") {
+    spdlog::warn(
+        "the published models need the query as a file (it is decoded again at each "
+        "model's rate); standard input is scanned without them");
+    return;
+  }
+  std::lock_guard<std::mutex> lock(clip_mutex_);
+  std::map<std::string, std::vector<float>> audio;  // the query at each model's rate
+  for (const auto& [kind, model] : clip_models_) {
+    DecodeOptions opts;
+    opts.sample_rate = model->sample_rate();
+    opts.stream_index = options_.stream_index;
+    opts.normalise = false;  // the originals do no level normalisation
+    audio[kind] = decode_to_vector(path, opts);
+  }
+  auto key_of = [&](const std::string& id) -> uint32_t {
+    for (const Reference& r : db_.references())
+      if (r.id == id) return uint32_t(r.key);
+    return 0;
+  };
+  auto score_all = [&](ScanMatch& m) {
+    const uint32_t key = key_of(m.ref_id);
+    double sum = 0;
+    m.models_scored = 0;
+    for (const auto& [kind, model] : clip_models_) {
+      const ModelVectors* vectors = db_.model_vectors(kind);
+      if (!vectors || key == 0) continue;
+      const ScanMatch::ModelScore score = model_score(*model, *vectors, audio.at(kind), m, key);
+      m.model_scores[kind] = score;
+      if (score.windows > 0) sum += score.margin, ++m.models_scored;
+    }
+    m.fused_margin = m.models_scored > 0 ? sum / m.models_scored : 0;
+  };
+  for (ScanMatch& m : matches) score_all(m);
+  if (music_found || !options_.model_search) return;
+
+  // The models' own search: each query window's nearest reference windows vote for a reference
+  // and an offset; the best of each model is scored by all of them, and the best fused one kept
+  // when its margin is high enough.
+  std::vector<ScanMatch> candidates;
+  for (const auto& [kind, model] : clip_models_) {
+    const ModelVectors* vectors = db_.model_vectors(kind);
+    if (!vectors || vectors->vectors() == 0) continue;
+    const nlohmann::json& spec = db_.model_specs().at(kind);
+    const ClipWindows windows{spec.value("window_s", 4.0), spec.value("hop_s", 2.0)};
+    const ClipEmbedding q = embed_recording(*model, audio.at(kind), windows);
+    const std::vector<float> starts = q.starts_s();
+    const int k = 10;
+    const auto neighbours = vectors->search(q.vectors.data(), starts.size(), k);
+    std::map<std::pair<uint32_t, long>, double> votes;  // (reference, offset in hops) -> weight
+    for (size_t i = 0; i < starts.size(); ++i)
+      for (int j = 0; j < k; ++j) {
+        const auto& nb = neighbours[i * size_t(k) + size_t(j)];
+        if (nb.reference_key == 0) continue;
+        const double offset = vectors->start(nb.reference_key, nb.window) - starts[i];
+        votes[{nb.reference_key, std::lround(offset / windows.hop_s)}] += nb.similarity;
+      }
+    auto best = std::max_element(votes.begin(), votes.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (best == votes.end()) continue;
+    const long index = db_.reference_index(best->first.first);
+    if (index < 0) continue;
+    const Reference& ref = db_.references()[size_t(index)];
+    if (ref.content_type == ContentType::kTrademark) continue;  // logos have their own stages
+    ScanMatch c;
+    c.ref_id = ref.id;
+    c.title = ref.title;
+    c.content_type = ref.content_type;
+    c.stage = "model";
+    const double offset = double(best->first.second) * windows.hop_s;
+    c.query_start = std::max(0.0, -offset);
+    c.query_end = std::min(duration_s, ref.duration_s - offset);
+    c.ref_start = c.query_start + offset;
+    c.ref_end = c.query_end + offset;
+    candidates.push_back(c);
+  }
+  ScanMatch* best = nullptr;
+  for (ScanMatch& c : candidates) {
+    score_all(c);
+    if (!best || c.fused_margin > best->fused_margin) best = &c;
+  }
+  if (!best || best->models_scored == 0 || best->fused_margin < options_.model_min_margin) return;
+  // On the landmark scale, as the other stages' scores: the threshold times the margin's ratio
+  // to its own threshold.
+  best->score =
+      min_score(best->content_type, duration_s) * best->fused_margin / options_.model_min_margin;
+  matches.push_back(*best);
+}
+
 nlohmann::json to_json(const ScanMatch& m) {
   auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
   nlohmann::json evidence = nlohmann::json::object();
@@ -518,6 +698,15 @@ nlohmann::json to_json(const ScanMatch& m) {
   if (m.stage == "embedding") {
     evidence["embedding_decision"] = r3(m.embedding_decision);
     evidence["embedding_runner_up"] = r3(m.embedding_runner_up);
+  }
+  if (!m.model_scores.empty()) {
+    nlohmann::json models = nlohmann::json::object();
+    for (const auto& [kind, score] : m.model_scores)
+      models[kind] = {{"similarity", r3(score.similarity)},
+                      {"margin", r3(score.margin)},
+                      {"windows", score.windows}};
+    evidence["models"] = models;
+    if (m.models_scored > 0) evidence["fused_margin"] = r3(m.fused_margin);
   }
   if (m.stage == "constellation" || m.constellation_score > 0) {
     evidence["votes"] = m.votes;

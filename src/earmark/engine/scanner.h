@@ -5,11 +5,14 @@
 // matches, best first.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "earmark/embeddings/clip_model.h"
 #include "earmark/embeddings/embedder.h"
 #include "earmark/engine/database.h"
 #include "earmark/matching/embedding_matcher.h"
@@ -107,6 +110,17 @@ struct ScanOptions {
   // less sharply than the one before it (-0.34 against 0.02).
   double embedding_logo_veto = -0.15;
   EmbeddingMatchOptions embedding_match;
+  // The published models (embeddings/clip_model.h) the index holds vectors of, with their
+  // weights: each scores every match at its aligned offset (ScanMatch::model_scores), and, when
+  // no music or other reference was found, they search together. Models the index has and this
+  // list lacks are skipped. The query is decoded again at each model's rate.
+  std::vector<ModelChoice> models;
+  bool model_search = true;
+  // The fused margin (mean over the models of aligned similarity minus the best other
+  // reference's) a match found by the models' own search needs. Not calibrated: no published
+  // checkpoint could be had here (see README).
+  double model_min_margin = 0.1;
+  int model_threads = 0;  // intra-op threads per model; 0: one per core
 
   double embedding_threshold_for(double duration_s) const {
     return embedding_threshold + embedding_threshold_growth * std::log(std::max(1.0, duration_s));
@@ -148,6 +162,17 @@ struct ScanMatch {
   // A match found by embedding alone: its decision value and the strongest other reference's
   // strength (EmbeddingMatch).
   double embedding_decision = 0, embedding_runner_up = 0;
+  // Each published model's view of the match at its aligned offset: mean similarity of the
+  // query's windows to the reference windows they align with, the margin of that over each
+  // window's most similar other reference, and the windows compared. `fused_margin`: the mean
+  // margin over the models that scored it (models_scored of them).
+  struct ModelScore {
+    double similarity = 0, margin = 0;
+    int windows = 0;
+  };
+  std::map<std::string, ModelScore> model_scores;
+  double fused_margin = 0;
+  int models_scored = 0;
   // Peak verification of a landmark match (PeakVerification; reference_peaks 0: not verified).
   int reference_peaks = 0, peaks_matched = 0;
   double peak_significance = 0;
@@ -202,8 +227,17 @@ class Scanner {
   // finds (the coarse pass).
   double best_embedding_decision(const std::vector<float>& vectors, size_t windows, double hop_s,
                                  double window_s) const;
+  // The published models' part: scores every match, and searches when nothing else was found.
+  void add_model_scores(const std::string& path, double duration_s, bool music_found,
+                        std::vector<ScanMatch>& matches) const;
+  // One model's view of a match from the query's samples at the model's rate.
+  ScanMatch::ModelScore model_score(ClipModel& model, const ModelVectors& vectors,
+                                    const std::vector<float>& samples, const ScanMatch& m,
+                                    uint32_t key) const;
   const Database& db_;
   ScanOptions options_;
+  std::map<std::string, std::unique_ptr<ClipModel>> clip_models_;  // by kind
+  mutable std::mutex clip_mutex_;                                  // a ClipModel is not thread-safe
   std::unique_ptr<Embedder> embedder_;  // null without the embedding stage
   mutable std::mutex embedder_mutex_;   // an Embedder is not thread-safe
   LandmarkParams query_params_;

@@ -126,7 +126,9 @@ Catalogue::Catalogue(const std::string& path) : path_(path) {
         "CREATE TABLE IF NOT EXISTS logo_templates (ref_key INTEGER PRIMARY KEY,"
         " data BLOB NOT NULL);"
         "CREATE TABLE IF NOT EXISTS embeddings (ref_key INTEGER PRIMARY KEY,"
-        " data BLOB NOT NULL);");
+        " data BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS model_vectors (ref_key INTEGER NOT NULL, model TEXT NOT NULL,"
+        " starts BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (ref_key, model));");
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -217,13 +219,24 @@ std::vector<std::pair<int64_t, std::string>> Catalogue::embeddings() const {
   return out;
 }
 
+std::vector<Catalogue::ModelVectorsRow> Catalogue::model_vectors() const {
+  Statement s(db_, "SELECT ref_key, model, starts, data FROM model_vectors ORDER BY ref_key, model",
+              path_);
+  std::vector<ModelVectorsRow> out;
+  while (s.step()) out.push_back({s.integer(0), s.text(1), s.blob(2), s.blob(3)});
+  return out;
+}
+
 void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string& segment,
                            uint64_t next_frame_base, const std::vector<std::string>& templates,
-                           const std::vector<std::string>& embeddings) {
+                           const std::vector<std::string>& embeddings,
+                           const std::vector<std::vector<ModelVectorsRow>>& model_vectors) {
   if (!templates.empty() && templates.size() != refs.size())
     throw Error("catalogue " + path_ + ": one logo template slot per reference expected");
   if (!embeddings.empty() && embeddings.size() != refs.size())
     throw Error("catalogue " + path_ + ": one embedding slot per reference expected");
+  if (!model_vectors.empty() && model_vectors.size() != refs.size())
+    throw Error("catalogue " + path_ + ": one slot of model vectors per reference expected");
   exec("BEGIN IMMEDIATE");
   try {
     for (size_t i = 0; i < refs.size(); ++i) {
@@ -246,6 +259,14 @@ void Catalogue::commit_add(const std::vector<Reference>& refs, const std::string
         Statement t(db_, "INSERT INTO embeddings(ref_key, data) VALUES (?, ?)", path_);
         t.bind(1, key).bind_blob(2, embeddings[i]).step();
       }
+      if (!model_vectors.empty())
+        for (const ModelVectorsRow& row : model_vectors[i]) {
+          Statement t(db_,
+                      "INSERT INTO model_vectors(ref_key, model, starts, data) VALUES (?, ?, ?, ?)",
+                      path_);
+          t.bind(1, key).bind(2, row.model).bind_blob(3, row.starts).bind_blob(4, row.vectors);
+          t.step();
+        }
     }
     if (!segment.empty()) {
       Statement s(db_, "INSERT INTO segments(name) VALUES (?)", path_);
@@ -277,6 +298,8 @@ std::vector<Reference> Catalogue::commit_remove(const std::vector<std::string>& 
       l.bind(1, r->key).step();
       Statement e(db_, "DELETE FROM embeddings WHERE ref_key = ?", path_);
       e.bind(1, r->key).step();
+      Statement m(db_, "DELETE FROM model_vectors WHERE ref_key = ?", path_);
+      m.bind(1, r->key).step();
       removed.push_back(*r);
     }
     exec("COMMIT");

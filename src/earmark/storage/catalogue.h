@@ -61,13 +61,23 @@ class Catalogue {
   // (reference key, float32 window vectors) of every reference embedded by the embedding stage.
   std::vector<std::pair<int64_t, std::string>> embeddings() const;
 
+  // (reference key, model kind, float32 window starts in seconds, float32 window vectors) of every
+  // reference embedded by a published model (embeddings/clip_model.h).
+  struct ModelVectorsRow {
+    int64_t reference_key = 0;
+    std::string model, starts, vectors;
+  };
+  std::vector<ModelVectorsRow> model_vectors() const;
+
   // In one transaction: insert the references and their logo templates (empty: none, else one
   // blob per reference, empty for those without), register the segment holding their landmarks
   // and advance the global timeline.
-  // Likewise for embeddings: one blob of float32 window vectors per reference (empty: none).
+  // Likewise for embeddings: one blob of float32 window vectors per reference (empty: none); and
+  // for the published models' vectors: per reference, its rows (reference_key is ignored).
   void commit_add(const std::vector<Reference>& refs, const std::string& segment,
                   uint64_t next_frame_base, const std::vector<std::string>& templates = {},
-                  const std::vector<std::string>& embeddings = {});
+                  const std::vector<std::string>& embeddings = {},
+                  const std::vector<std::vector<ModelVectorsRow>>& model_vectors = {});
   // Deletes the rows and records their frame ranges as removed until the next compaction.
   std::vector<Reference> commit_remove(const std::vector<std::string>& ids);
   // Swaps the segment list and forgets the removed ranges, in one transaction.

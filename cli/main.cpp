@@ -1,6 +1,5 @@
 // The `earmark` command line: a thin layer over libearmark. Results go to stdout, logs and
 // progress to stderr; any failure is one clear line and a non-zero exit.
-#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "earmark/common/cpu_setup.h"
 #include "earmark/common/error.h"
 #include "earmark/embeddings/fingerprint_net.h"
 #include "earmark/engine/database.h"
@@ -443,9 +443,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
-  // glibc returning freed blocks to the system on every batch makes libtorch inference 3-7x slower.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  configure_cpu_inference();
 
   try {
     if (*cmd_index) {

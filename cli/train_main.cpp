@@ -2,7 +2,6 @@
 // made, possibly on another machine. It needs libtorch and header-only libraries alone, so it
 // builds against PyTorch's CUDA libtorch where Debian's CPU one is no use (see README,
 // EARMARK_TRAINER_ONLY).
-#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -13,13 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "earmark/common/cpu_setup.h"
 #include "earmark/common/error.h"
 #include "earmark/training/trainer.h"
 
 int main(int argc, char** argv) {
   using namespace earmark;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // without these, libtorch on the CPU is several times slower
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  configure_cpu_inference();
   spdlog::set_default_logger(spdlog::stderr_color_mt("earmark-train"));  // results to stdout
   spdlog::set_pattern("%^%l%$: %v");
   CLI::App app{"earmark-train: train the fingerprint network on prepared pair files"};

@@ -3,11 +3,13 @@
 # Idempotent: does nothing when everything is present; runs `apt-get update` at most once.
 set -euo pipefail
 
+# libopenblas0-pthread: without it Debian's libtorch multiplies matrices with the reference BLAS,
+# 10-20x slower (the published models are mostly matrix products).
 PKGS=(
   build-essential cmake pkg-config
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
   libfftw3-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libgtest-dev libbenchmark-dev libtorch-dev librubberband-dev libfaiss-dev
+  libgtest-dev libbenchmark-dev libtorch-dev libopenblas0-pthread librubberband-dev libfaiss-dev
   ffmpeg espeak-ng sox libsox-fmt-all rubberband-cli python3-numpy python3-torch unzip time
 )
 

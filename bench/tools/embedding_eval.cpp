@@ -5,7 +5,6 @@
 //   embedding_eval CATALOGUE_TSV QUERY_DIR OUT_DIR [--weights FILE] [--ref-hop FRAMES]
 //                  [--query-hop FRAMES] [--index flat|hnsw|ivf-flat|ivf-pq] [--min-score S]
 //                  [--threads N]
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/common/cpu_setup.h"
 #include "earmark/common/error.h"
 #include "earmark/decode/audio_decoder.h"
 #include "earmark/embeddings/fingerprint_net.h"
@@ -57,8 +57,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  configure_cpu_inference();
   spdlog::set_pattern("%^%l%$: %v");
   if (argc < 4) {
     std::fprintf(stderr, "usage: embedding_eval CATALOGUE_TSV QUERY_DIR OUT_DIR [options]\n");

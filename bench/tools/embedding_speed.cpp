@@ -2,7 +2,6 @@
 // batch size, with the shipped weights or a freshly initialised network of a given shape.
 //   embedding_speed [--weights FILE] [--channels 24,48,96,160,256] [--dim 128] [--threads 2]
 //                   [--batch 64] [--seconds 5]
-#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "earmark/common/cpu_setup.h"
 #include "earmark/embeddings/fingerprint_net.h"
 
 int main(int argc, char** argv) {
   using namespace earmark;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  configure_cpu_inference();
   std::string weights;
   FingerprintNetConfig config;
   int threads = 2, batch = 64;

@@ -8,7 +8,6 @@
 // (../shared/fixtures/manifests): with the fixtures' formula weights, or with weights drawn like a
 // trained network's (N(0, 0.02) matrices, unit norms, zero biases), whose activations stay in
 // the range real ones have. Results go to stdout as one JSON line; progress to stderr.
-#include <malloc.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -20,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "earmark/common/cpu_setup.h"
 #include "earmark/common/error.h"
 #include "earmark/common/fixtures_test_util.h"
 #include "earmark/common/test_audio_test_util.h"
@@ -63,8 +63,7 @@ std::string manifest_of(const std::string& kind) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  configure_cpu_inference();
   std::string kind = "panns", weights, init = "trained-like";
   int threads = 2, batch = 4;
   double seconds = 60, window_s = 4, hop_s = 2;

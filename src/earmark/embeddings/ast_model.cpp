@@ -167,6 +167,7 @@ class AstPort : public AstModel {
     net_ = Ast(dim, depth, heads, classes);
     checkpoint.load_into(*net_);
     net_->eval();
+    net_->to(device_);
   }
 
   int embedding_dim() const override { return int(net_->v->cls_token.size(2)); }
@@ -187,8 +188,9 @@ class AstPort : public AstModel {
     torch::InferenceMode guard;
     const int64_t b = int64_t(batch);
     // [time, mel] -> an image of mel rows and time columns.
-    torch::Tensor x =
-        torch::from_blob(const_cast<float*>(inputs), {b, 1, kFrames, kMelBins}).transpose(2, 3);
+    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs), {b, 1, kFrames, kMelBins})
+                          .to(device_)
+                          .transpose(2, 3);
     VisionImpl& v = *net_->v;
     x = v.proj->forward(x).flatten(2).transpose(1, 2);  // tokens frequency-major
     tap(taps, "patch_embed", x.narrow(0, 0, 1));
@@ -209,6 +211,7 @@ class AstPort : public AstModel {
 
   Ast net_;
   int threads_;
+  torch::Device device_ = inference_device();
 };
 
 }  // namespace

@@ -310,6 +310,7 @@ class ClapHtsatModel : public ClapHtsat {
     net_ = ClapAudio(read_geometry(checkpoint));
     checkpoint.load_into(*net_);
     net_->eval();
+    net_->to(device_);
     logmel_ = std::make_unique<SlaneyLogMel>(front_end_);
     const std::string mel = "audio_branch.logmel_extractor.melW";
     if (checkpoint.contains(mel)) logmel_->set_mel_filters(tensor_values(checkpoint.read(mel)));
@@ -331,7 +332,8 @@ class ClapHtsatModel : public ClapHtsat {
     torch::InferenceMode guard;
     HtsatImpl& h = *net_->audio_branch;
     const int64_t b = int64_t(batch);
-    torch::Tensor x = torch::from_blob(const_cast<float*>(logmel), {b, 1, kFrames, kMelBins});
+    torch::Tensor x =
+        torch::from_blob(const_cast<float*>(logmel), {b, 1, kFrames, kMelBins}).to(device_);
     x = h.bn0->forward(x.transpose(1, 3)).transpose(1, 3);
     tap(taps, "bn0", x.narrow(0, 0, 1));
     x = fold_into_image(x);
@@ -386,6 +388,7 @@ class ClapHtsatModel : public ClapHtsat {
   SlaneyLogMelOptions front_end_ = SlaneyLogMelOptions::clap_htsat_48k();
   std::unique_ptr<SlaneyLogMel> logmel_;
   int threads_;
+  torch::Device device_ = inference_device();
 };
 
 }  // namespace

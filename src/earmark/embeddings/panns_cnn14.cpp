@@ -81,6 +81,7 @@ class PannsCnn14Model : public PannsCnn14 {
     net_ = Cnn14(64, channels, classes);
     checkpoint.load_into(*net_);
     net_->eval();
+    net_->to(device_);
     logmel_ = std::make_unique<SlaneyLogMel>(front_end_);
     // The checkpoint's own filters: the port then computes what the original computed.
     logmel_->set_mel_filters(tensor_values(checkpoint.read("logmel_extractor.melW")));
@@ -114,7 +115,8 @@ class PannsCnn14Model : public PannsCnn14 {
     torch::set_num_threads(threads_);
     torch::InferenceMode guard;
     torch::Tensor x =
-        torch::from_blob(const_cast<float*>(logmel), {int64_t(batch), 1, int64_t(frames), 64});
+        torch::from_blob(const_cast<float*>(logmel), {int64_t(batch), 1, int64_t(frames), 64})
+            .to(device_);
     // Batch norm over the mel bins: they are moved into the channel axis and back.
     x = net_->bn0->forward(x.transpose(1, 3)).transpose(1, 3);
     tap(taps, "bn0", x.narrow(0, 0, 1));
@@ -137,6 +139,7 @@ class PannsCnn14Model : public PannsCnn14 {
   SlaneyLogMelOptions front_end_;
   std::unique_ptr<SlaneyLogMel> logmel_;
   int threads_ = 1;
+  torch::Device device_ = inference_device();
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "earmark/embeddings/torch_state.h"
 
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
@@ -183,8 +184,14 @@ std::string hugging_face_block_name(const std::string& name, const std::string& 
   return replace_first(out, "output.dense.", "mlp.fc2.");
 }
 
+torch::Device inference_device() {
+  const char* forced = std::getenv("EARMARK_DEVICE");
+  if (forced && std::string(forced) == "cpu") return torch::kCPU;
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
 std::vector<float> tensor_values(const torch::Tensor& tensor) {
-  torch::Tensor c = tensor.contiguous();
+  torch::Tensor c = tensor.to(torch::kCPU).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 

@@ -82,7 +82,12 @@ std::string replace_first(const std::string& text, const std::string& from, cons
 std::string hugging_face_block_name(const std::string& name, const std::string& self,
                                     const std::string& output, int& part, int& parts);
 
-// A float tensor's values, row-major.
+// Where the published models run: the GPU when libtorch has CUDA and sees one (Debian's libtorch
+// is CPU-only; PyTorch's CUDA libtorch is used by pointing CMAKE_PREFIX_PATH at it), else the CPU.
+// EARMARK_DEVICE=cpu keeps them on the CPU.
+torch::Device inference_device();
+
+// A float tensor's values, row-major (copied back from the GPU when it is there).
 std::vector<float> tensor_values(const torch::Tensor& tensor);
 
 // Records a float tensor under `name` when `taps` is given.

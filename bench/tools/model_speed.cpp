@@ -3,7 +3,7 @@
 // and hop, and the peak resident memory of the process.
 //   model_speed --kind ast|clap|panns [--weights FILE] [--init formula|trained-like]
 //               [--threads 2] [--batch 4] [--window 4] [--hop 2] [--seconds 60]
-//               [--flush-denormal 0|1]
+//               [--flush-denormal 0|1] [--write-checkpoint FILE]
 // Without --weights, a full-size checkpoint is written from the real checkpoint's key manifest
 // (../shared/fixtures/manifests): with the fixtures' formula weights, or with weights drawn like a
 // trained network's (N(0, 0.02) matrices, unit norms, zero biases), whose activations stay in
@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   int threads = 2, batch = 4;
   double seconds = 60, window_s = 4, hop_s = 2;
   bool flush_denormal = false;
+  std::string write_to;  // only write the full-size checkpoint there (for CLI runs) and stop
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--kind")
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       hop_s = std::stod(v);
     else if (k == "--seconds")
       seconds = std::stod(v);
+    else if (k == "--write-checkpoint")
+      write_to = v;
     else if (k == "--flush-denormal")
       flush_denormal = v == "1";
     else {
@@ -115,6 +118,12 @@ int main(int argc, char** argv) {
                     [&](const std::string& key, const std::vector<int64_t>& shape) {
                       return trained_like(key, shape, rng);
                     }));
+    }
+    if (!write_to.empty()) {
+      std::filesystem::copy_file(weights, write_to,
+                                 std::filesystem::copy_options::overwrite_existing);
+      std::fprintf(stderr, "model_speed: wrote %s\n", write_to.c_str());
+      return 0;
     }
     const auto t_load = std::chrono::steady_clock::now();
     auto model = ClipModel::load(kind, weights, threads);

@@ -134,6 +134,19 @@ inline std::vector<float> formula_values(const std::string& key, const std::vect
   return out;
 }
 
+// The mean over tokens of a [1, tokens, width] activation (the full-size fixtures store these).
+inline std::vector<float> token_mean(
+    const std::pair<std::vector<int64_t>, std::vector<float>>& tap) {
+  const size_t tokens = size_t(tap.first.at(1)), width = size_t(tap.first.at(2));
+  std::vector<float> mean(width);
+  for (size_t c = 0; c < width; ++c) {
+    double sum = 0;
+    for (size_t t = 0; t < tokens; ++t) sum += tap.second[t * width + c];
+    mean[c] = float(sum / double(tokens));
+  }
+  return mean;
+}
+
 // Key -> shape of a real checkpoint, from `manifests/*.manifest.json`.
 inline std::map<std::string, std::pair<std::vector<int64_t>, std::string>> read_manifest(
     const std::string& path) {

@@ -18,6 +18,7 @@
 namespace earmark {
 namespace {
 
+using testutil::absolute_error;
 using testutil::kFixtures;
 using testutil::read_f32_file;
 using testutil::relative_error;
@@ -78,7 +79,7 @@ TEST(AstModel, MatchesTheOriginalFromTheWaveform) {
 }
 
 // The real geometry (768-d, 12 blocks, 12 heads, every key of audioset_10_10_0.4593.pth) with
-// the fixtures' formula weights, against the original full-size model on the noise input.
+// the fixtures' formula weights, against the original full-size model on both its inputs.
 TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
   REQUIRE_FIXTURES();
   testutil::TempDir temp;
@@ -90,17 +91,26 @@ TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
   EXPECT_EQ(model->embedding_dim(), 768);
   SafetensorsFile front(kFrontEnd),
       ref(kFixtures + "/fullsize/ast_base384_formula.outputs.safetensors");
-  const std::vector<float> input = front.read_f32("noise.input_1024");
-  const AstOutput out = model->forward(input.data());
-  const double e_pool = relative_error(out.pooled, ref.read_f32("noise.pooled"));
-  const double e_logit = relative_error(out.logits, ref.read_f32("noise.logits"));
-  std::printf("[ noise ] full size: pooled rel %.3g, logits rel %.3g\n", e_pool, e_logit);
-  EXPECT_LE(e_pool, 1e-4);
-  EXPECT_LE(e_logit, 1e-4);
+  for (const std::string sig : {"noise", "speech"}) {
+    SCOPED_TRACE(sig);
+    const std::vector<float> input = front.read_f32(sig + ".input_1024");
+    AstTaps taps;
+    const AstOutput out = model->forward(input.data(), &taps);
+    const double e_patch = absolute_error(testutil::token_mean(taps.tensors.at("patch_embed")),
+                                          ref.read_f32(sig + ".patch_embed_tokmean"));
+    const double e_block0 = absolute_error(testutil::token_mean(taps.tensors.at("block0")),
+                                           ref.read_f32(sig + ".block0_tokmean"));
+    const double e_pool = relative_error(out.pooled, ref.read_f32(sig + ".pooled"));
+    const double e_logit = relative_error(out.logits, ref.read_f32(sig + ".logits"));
+    std::printf("[ %-6s ] full size: token means %.3g / %.3g, pooled rel %.3g, logits rel %.3g\n",
+                sig.c_str(), e_patch, e_block0, e_pool, e_logit);
+    EXPECT_LE(e_patch, 1e-4);
+    EXPECT_LE(e_block0, 1e-4);
+    EXPECT_LE(e_pool, 1e-4);
+    EXPECT_LE(e_logit, 1e-4);
+  }
 }
 
-// The Hugging Face naming (MIT/ast-finetuned-audioset-10-10-0.4593): the same weights under its
-// names, qkv split into query, key and value, the ImageNet heads gone, give the same output.
 TEST(AstModel, LoadsTheHuggingFaceNaming) {
   REQUIRE_FIXTURES();
   testutil::TempDir temp;

@@ -176,16 +176,7 @@ TEST(ClapHtsat, FullSizeMatchesTheOriginalWithFormulaWeights) {
   EXPECT_EQ(model->embedding_dim(), 768);
   EXPECT_EQ(model->joint_dim(), 512);
   SafetensorsFile ref(kFixtures + "/fullsize/laion_clap_htsat_tiny_formula.outputs.safetensors");
-  auto token_mean = [](const std::pair<std::vector<int64_t>, std::vector<float>>& tap) {
-    const size_t tokens = size_t(tap.first[1]), width = size_t(tap.first[2]);
-    std::vector<float> mean(width);
-    for (size_t c = 0; c < width; ++c) {
-      double sum = 0;
-      for (size_t t = 0; t < tokens; ++t) sum += tap.second[t * width + c];
-      mean[c] = float(sum / double(tokens));
-    }
-    return mean;
-  };
+  using testutil::token_mean;
   for (const std::string sig : {"noise", "speech"}) {
     SCOPED_TRACE(sig);
     const std::vector<float> wav = read_f32_file(kFixtures + "/inputs/" + sig + "_48k.f32");
@@ -247,6 +238,26 @@ TEST(ClapHtsat, LoadsTheHuggingFaceNaming) {
   EXPECT_TRUE(out.clipwise.empty());
   EXPECT_EQ(out.embedding, original.embedding);
   EXPECT_EQ(out.joint, original.joint);
+}
+
+// Every audio-side key of the HTSAT-base checkpoints (music_*_epoch_15_*.pt: 128 wide, depths
+// 2-2-12-2, a 1024-d latent) loads, and the geometry is read from them.
+TEST(ClapHtsat, TheBaseCheckpointLoads) {
+  REQUIRE_FIXTURES();
+  testutil::TempDir temp;
+  const std::string path = temp.path() + "/clap_base.safetensors";
+  testutil::write_formula_checkpoint(
+      kFixtures + "/manifests/laion_clap_htsat_base.manifest.json", path,
+      [](const std::string&, const std::vector<int64_t>&) { return std::vector<float>{}; });
+  auto model = ClapHtsat::load(path, 2);
+  EXPECT_EQ(model->embedding_dim(), 1024);
+  EXPECT_EQ(model->joint_dim(), 512);
+  EXPECT_EQ(model->classes(), 527);
+  const std::vector<float> wav = read_f32_file(kFixtures + "/inputs/speech_48k.f32");
+  const ClapOutput out = model->forward(wav.data(), wav.size());
+  double norm = 0;
+  for (float v : out.joint) norm += double(v) * v;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
 }
 
 TEST(ClapHtsat, BadCheckpointsAreRefused) {

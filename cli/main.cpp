@@ -350,6 +350,10 @@ int main(int argc, char** argv) {
                        "published models to score matches with and search by, of those the index "
                        "holds: ast=PATH,clap=PATH,panns=PATH");
   double threshold_model = std::nan("");
+  bool model_search = false;
+  cmd_scan->add_flag("--model-search", model_search,
+                     "let the published models search when the other stages find no music "
+                     "(always on with --stages models)");
   cmd_scan->add_option("--threshold-model", threshold_model,
                        "fused margin a match found by the published models alone needs");
   bool embedding_evidence = false;
@@ -551,6 +555,7 @@ int main(int argc, char** argv) {
       if (scan_stages == "models" && opts.models.empty())
         throw Error("--stages models needs --model kind=PATH");
       if (!std::isnan(threshold_model)) opts.model_min_margin = threshold_model;
+      opts.model_search = model_search || scan_stages == "models";
       opts.embedding_weights = weights;
       opts.embedding_verify = embedding_evidence;
       opts.embedding_hop_frames = query_hop;

@@ -557,8 +557,9 @@ ScanMatch::ModelScore Scanner::model_score(ClipModel& model, const ModelVectors&
     const size_t n = std::min<size_t>(8, clips.size() - first);
     model.embed(batch.data() + first * length, n, length, out.data() + first * dim);
   }
-  // The background: each clip's most similar window of another reference.
-  const int k = 8;
+  // The background: each clip's most similar window of another reference. Its own reference can
+  // fill at most windows(key) places of the list, so one this long always reaches another's.
+  const int k = int(std::min<size_t>(vectors.vectors(), vectors.windows(key) + 1));
   const auto neighbours = vectors.search(out.data(), clips.size(), k);
   double similarity = 0, margin = 0;
   for (size_t i = 0; i < clips.size(); ++i) {

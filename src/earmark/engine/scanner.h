@@ -111,11 +111,13 @@ struct ScanOptions {
   double embedding_logo_veto = -0.15;
   EmbeddingMatchOptions embedding_match;
   // The published models (embeddings/clip_model.h) the index holds vectors of, with their
-  // weights: each scores every match at its aligned offset (ScanMatch::model_scores), and, when
-  // no music or other reference was found, they search together. Models the index has and this
-  // list lacks are skipped. The query is decoded again at each model's rate.
+  // weights: each scores every match at its aligned offset (ScanMatch::model_scores), and, with
+  // model_search, when no music or other reference was found, they search together. Models the
+  // index has and this list lacks are skipped. The query is decoded again at each model's rate.
+  // The search is off unless asked for (it always is when the models scan alone): its threshold
+  // could not be calibrated without the published checkpoints.
   std::vector<ModelChoice> models;
-  bool model_search = true;
+  bool model_search = false;
   // The fused margin (mean over the models of aligned similarity minus the best other
   // reference's) a match found by the models' own search needs. Not calibrated: no published
   // checkpoint could be had here (see README).

@@ -160,25 +160,35 @@ inline std::map<std::string, std::pair<std::vector<int64_t>, std::string>> read_
 }
 
 // Writes a checkpoint of the manifest's keys filled with formula weights. Batch counters are
-// 0 (I64); the other tensors the formula leaves to the model code come from `own` (an empty
-// result leaves the key out of the file). `instead`, when given, replaces the formula's values
-// (benchmarks draw weights like a trained network's).
+// 0 (I64); the other tensors the formula leaves to the model code come from `own`, or for I64
+// ones `own_i64` (an empty result, or no function, leaves the key out of the file). `instead`,
+// when given, replaces the formula's values (benchmarks draw weights like a trained network's).
 inline void write_formula_checkpoint(
     const std::string& manifest, const std::string& out_path,
     const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>& own,
     const std::function<std::vector<float>(const std::string&, const std::vector<int64_t>&)>&
-        instead = nullptr) {
+        instead = nullptr,
+    const std::function<std::vector<int64_t>(const std::string&, const std::vector<int64_t>&)>&
+        own_i64 = nullptr) {
   std::vector<std::vector<float>> values;
+  std::vector<std::vector<int64_t>> integers;
   std::vector<int64_t> zero(1, 0);
   std::vector<SafetensorsTensor> tensors;
   const auto keys = read_manifest(manifest);
   values.reserve(keys.size());
+  integers.reserve(keys.size());
   for (const auto& [key, t] : keys) {
     const auto& [shape, dtype] = t;
     double offset, scale;
     if (dtype == "int64") {
-      if (key.find("num_batches_tracked") == std::string::npos) continue;
-      tensors.push_back({key, "I64", shape, zero.data(), 8});
+      if (key.find("num_batches_tracked") != std::string::npos) {
+        tensors.push_back({key, "I64", shape, zero.data(), 8});
+      } else if (own_i64) {
+        integers.push_back(own_i64(key, shape));
+        if (!integers.back().empty())
+          tensors.push_back(
+              {key, "I64", shape, integers.back().data(), integers.back().size() * 8});
+      }
       continue;
     }
     if (!formula_rule(key, shape, offset, scale))
@@ -189,6 +199,13 @@ inline void write_formula_checkpoint(
     tensors.push_back({key, "F32", shape, values.back().data(), values.back().size() * 4});
   }
   write_safetensors(out_path, tensors);
+}
+
+// Zeros for a tensor of this shape (the frozen STFT kernels a port computes itself).
+inline std::vector<float> zeros_of(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return std::vector<float>(n, 0.0f);
 }
 
 // Writes a copy of `file` under other names: `rename` gives each key's new names. No name leaves

@@ -87,6 +87,7 @@ TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
   testutil::write_formula_checkpoint(
       kFixtures + "/manifests/ast_base384_10_10.manifest.json", path,
       [](const std::string&, const std::vector<int64_t>&) { return std::vector<float>{}; });
+  EXPECT_EQ(SafetensorsFile(path).size(), 159u);  // every key of the manifest
   auto model = AstModel::load(path, 2);
   EXPECT_EQ(model->embedding_dim(), 768);
   SafetensorsFile front(kFrontEnd),

@@ -29,6 +29,32 @@ const std::string kActivations = kFixtures + "/models/laion_clap_htsat_r16.activ
     if (!std::filesystem::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
   } while (0)
 
+// A full-size checkpoint with every key of a manifest: formula weights; the computed buffers as
+// the model code computes them: mel filters, the STFT kernels as zeros (the port skips them), and
+// the Swin buffers, which depend only on the 8x8 window and the stage's grid, as the reduced
+// fixture model (the same grids) stores them.
+void write_full_checkpoint(const std::string& manifest, const std::string& path) {
+  const SafetensorsFile reduced(kWeights);
+  auto stage_key = [](const std::string& key) {  // "...layers.S.blocks.J.x" -> stage S, block 1
+    const size_t blocks = key.find(".blocks.");
+    const size_t after = key.find('.', blocks + 8);
+    return key.substr(0, blocks + 8) + "1" + key.substr(after);
+  };
+  testutil::write_formula_checkpoint(
+      manifest, path,
+      [&](const std::string& key, const std::vector<int64_t>& shape) {
+        if (key.find("melW") != std::string::npos)
+          return slaney_mel_filters(SlaneyLogMelOptions::clap_htsat_48k());
+        if (key.find("attn_mask") != std::string::npos) return reduced.read_f32(stage_key(key));
+        return testutil::zeros_of(shape);
+      },
+      nullptr,
+      [&](const std::string& key, const std::vector<int64_t>&) {
+        return reduced.read_i64(stage_key(key));
+      });
+  EXPECT_EQ(SafetensorsFile(path).size(), testutil::read_manifest(manifest).size());
+}
+
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i)
@@ -168,10 +194,7 @@ TEST(ClapHtsat, FullSizeMatchesTheOriginalWithFormulaWeights) {
   REQUIRE_FIXTURES();
   testutil::TempDir temp;
   const std::string path = temp.path() + "/clap_formula.safetensors";
-  // melW, the STFT kernels and the Swin buffers are left out: the port computes them.
-  testutil::write_formula_checkpoint(
-      kFixtures + "/manifests/laion_clap_htsat_tiny.manifest.json", path,
-      [](const std::string&, const std::vector<int64_t>&) { return std::vector<float>{}; });
+  write_full_checkpoint(kFixtures + "/manifests/laion_clap_htsat_tiny.manifest.json", path);
   auto model = ClapHtsat::load(path, 2);
   EXPECT_EQ(model->embedding_dim(), 768);
   EXPECT_EQ(model->joint_dim(), 512);
@@ -246,9 +269,7 @@ TEST(ClapHtsat, TheBaseCheckpointLoads) {
   REQUIRE_FIXTURES();
   testutil::TempDir temp;
   const std::string path = temp.path() + "/clap_base.safetensors";
-  testutil::write_formula_checkpoint(
-      kFixtures + "/manifests/laion_clap_htsat_base.manifest.json", path,
-      [](const std::string&, const std::vector<int64_t>&) { return std::vector<float>{}; });
+  write_full_checkpoint(kFixtures + "/manifests/laion_clap_htsat_base.manifest.json", path);
   auto model = ClapHtsat::load(path, 2);
   EXPECT_EQ(model->embedding_dim(), 1024);
   EXPECT_EQ(model->joint_dim(), 512);

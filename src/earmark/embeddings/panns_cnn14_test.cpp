@@ -107,13 +107,14 @@ TEST(PannsCnn14, FullSizeMatchesTheOriginalWithFormulaWeights) {
   const std::string path = temp.path() + "/cnn14_formula.safetensors";
   testutil::write_formula_checkpoint(
       kFixtures + "/manifests/panns_cnn14_32k.manifest.json", path,
-      [](const std::string& key, const std::vector<int64_t>&) {
-        // The mel filters are librosa's, as the model code computes them; the STFT kernels are
-        // left out (the port computes its own STFT).
+      [](const std::string& key, const std::vector<int64_t>& shape) {
+        // Every key is in the file. The mel filters are librosa's, as the model code computes
+        // them; the STFT kernels are zeros (the port computes its own STFT and skips them).
         return key == "logmel_extractor.melW"
                    ? slaney_mel_filters(SlaneyLogMelOptions::panns_cnn14_32k())
-                   : std::vector<float>{};
+                   : testutil::zeros_of(shape);
       });
+  EXPECT_EQ(SafetensorsFile(path).size(), 84u);  // every key of the manifest
   auto model = PannsCnn14::load(path, 2);
   EXPECT_EQ(model->embedding_dim(), 2048);
   EXPECT_EQ(model->classes(), 527);
@@ -147,11 +148,12 @@ TEST(PannsCnn14, The16kCheckpointLoadsWithItsFrontEnd) {
   const std::string path = temp.path() + "/cnn14_16k.safetensors";
   testutil::write_formula_checkpoint(
       kFixtures + "/manifests/panns_cnn14_16k.manifest.json", path,
-      [](const std::string& key, const std::vector<int64_t>&) {
+      [](const std::string& key, const std::vector<int64_t>& shape) {
         return key == "logmel_extractor.melW"
                    ? slaney_mel_filters(SlaneyLogMelOptions::panns_cnn14_16k())
-                   : std::vector<float>{};
+                   : testutil::zeros_of(shape);
       });
+  EXPECT_EQ(SafetensorsFile(path).size(), 84u);
   auto model = PannsCnn14::load(path);
   EXPECT_EQ(model->front_end().sample_rate, 16000);
   EXPECT_EQ(model->embedding_dim(), 2048);

@@ -495,11 +495,21 @@ int main(int argc, char** argv) {
         nlohmann::json specs = nlohmann::json::object();
         for (const ModelChoice& m : opts.models) {
           auto model = ClipModel::load(m.kind, m.weights, 1);
-          m.windows.validate(double(std::min<size_t>(model->max_clip_samples(), 60 * 48000)) /
-                             model->sample_rate());
+          m.windows.validate(model->longest_window_s());
           specs[m.kind] = model_spec_of(*model, m.weights, m.windows);
         }
         db->enable_models(specs);
+      }
+      for (const ModelChoice& m : opts.models) {
+        if (!db->model_specs().contains(m.kind))
+          throw Error("index " + index_dir + " holds no " + m.kind +
+                      " vectors: models are chosen when an index is made");
+        const nlohmann::json& spec = db->model_specs().at(m.kind);
+        const bool asked = model_windows.find(m.kind + "=") != std::string::npos;
+        if (asked && (spec.value("window_s", 0.0) != m.windows.window_s ||
+                      spec.value("hop_s", 0.0) != m.windows.hop_s))
+          spdlog::warn("index {} keeps its {} windows ({} s every {} s)", index_dir, m.kind,
+                       spec.value("window_s", 0.0), spec.value("hop_s", 0.0));
       }
       opts.progress = [&](size_t done, size_t total, const IndexResult& r) {
         if (r.outcome == IndexOutcome::kFailed)

@@ -220,7 +220,8 @@ def main():
     print(f"convert_checkpoint: reading {args.checkpoint}", file=sys.stderr)
     try:
         if args.trust:
-            top = torch.load(args.checkpoint, map_location="cpu")
+            # weights_only=False: PyTorch 2.6 and later default to True, which refuses numpy.
+            top = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         else:
             top = restricted_load(args.checkpoint)
     except Refused as e:

@@ -308,6 +308,27 @@ TEST(ClapHtsat, BadCheckpointsAreRefused) {
         std::string::npos)
         << e.what();
   }
+  // One tensor under two keys (with and without the DDP prefix): refused, not overwritten.
+  const std::string twice = temp.path() + "/twice.safetensors";
+  {
+    SafetensorsFile file(kWeights);
+    std::vector<SafetensorsTensor> tensors;
+    for (const std::string& key : file.names()) {
+      const auto& info = file.info(key);
+      tensors.push_back({key, info.dtype, info.shape, file.data(key), size_t(info.byte_size())});
+    }
+    const auto& norm = file.info("module.audio_branch.norm.weight");
+    tensors.push_back({"audio_branch.norm.weight", norm.dtype, norm.shape,
+                       file.data("module.audio_branch.norm.weight"), size_t(norm.byte_size())});
+    write_safetensors(twice, tensors);
+  }
+  try {
+    ClapHtsat::load(twice);
+    FAIL() << "a checkpoint with a tensor twice loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("are both audio_branch.norm.weight"), std::string::npos)
+        << e.what();
+  }
   // A split attention with its value piece gone: named.
   const std::string split = temp.path() + "/split.safetensors";
   testutil::rename_checkpoint(SafetensorsFile(kWeights), split, [](const std::string& key) {

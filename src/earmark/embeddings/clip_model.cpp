@@ -143,6 +143,10 @@ void ClipWindows::validate(double longest_s) const {
                 "the window (" + std::to_string(window_s) + " s)");
 }
 
+double ClipModel::longest_window_s() const {
+  return std::min(double(max_clip_samples()), 60.0 * sample_rate()) / sample_rate();
+}
+
 const std::vector<std::string>& ClipModel::kinds() {
   static const std::vector<std::string> all = {"ast", "clap", "panns"};
   return all;
@@ -201,7 +205,7 @@ std::vector<float> ClipEmbedding::starts_s() const {
 ClipStream::ClipStream(ClipModel& model, const ClipWindows& windows, size_t batch)
     : model_(model), batch_(std::max<size_t>(1, batch)) {
   const double rate = model.sample_rate();
-  windows.validate(double(std::min<size_t>(model.max_clip_samples(), 3600 * 48000)) / rate);
+  windows.validate(model.longest_window_s());
   window_ = size_t(std::lround(windows.window_s * rate));
   hop_ = std::max<size_t>(1, size_t(std::lround(windows.hop_s * rate)));
   out_.sample_rate = model.sample_rate();

@@ -47,6 +47,8 @@ class ClipModel {
   // frames; CLAP: 10 s; CNN14: no limit of its own).
   virtual size_t min_clip_samples() const = 0;
   virtual size_t max_clip_samples() const = 0;
+  // The longest window it is given: the longest clip it takes whole, at most a minute.
+  double longest_window_s() const;
 
   // `count` clips of `length` samples each at sample_rate(), back to back, embedded in one batch;
   // out: count x dim() row-major, each row of unit length (zero for a silent clip). Throws

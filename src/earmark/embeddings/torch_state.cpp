@@ -64,16 +64,29 @@ Checkpoint::Checkpoint(const std::string& path, StateKeys keys, std::string mode
       }
     bool ignored = keys_.ignored.count(name) > 0;
     for (const std::string& family : keys_.ignored_prefixes) ignored |= starts_with(name, family);
+    auto twice = [&](const std::string& other) {
+      return Error(path + ": not a checkpoint of " + model_ + " that fits; " + key + " and " +
+                   other + " are both " + name);
+    };
     if (parts > 1) {
-      pieces[name].first = parts;
-      pieces[name].second[part] = key;
+      if (part < 0 || part >= parts)
+        throw Error(path + ": " + key + " is piece " + std::to_string(part + 1) + " of " +
+                    std::to_string(parts));
+      auto& split = pieces[name];
+      split.first = parts;
+      if (split.second.count(part)) throw twice(split.second.at(part));
+      split.second[part] = key;
       continue;
     }
+    if (tensors_.count(name)) throw twice(tensors_.at(name).keys.at(0));
     const auto& info = file_.info(key);
     tensors_[name] = {{key}, info.dtype, info.shape, ignored};
   }
   for (const auto& [name, split] : pieces) {
     const auto& [parts, keys_of] = split;
+    if (tensors_.count(name))
+      throw Error(path + ": not a checkpoint of " + model_ + " that fits; " + name +
+                  " is both whole (" + tensors_.at(name).keys.at(0) + ") and in pieces");
     Tensor joined;
     for (int p = 0; p < parts; ++p) {
       auto it = keys_of.find(p);

@@ -950,6 +950,23 @@ TEST(ModelCli, PublishedModelsScoreAndSearch) {
               4.0, 0.01)
       << show(r);
 
+  // Music after the match is not held against it: each model compares only the clips inside the
+  // match (6 s: the windows at 0 and 2 s), not the other song's that follow.
+  const std::string two = dir / "two.wav";
+  std::vector<float> both = slice(tune, 4.0, 6.0);
+  append(both, slice(synth_music(502, 20.0), 4.0, 6.0));
+  write_wav(two, both);
+  r = cli("-i " + q(idx) + " scan" + models + " " + q(two), dir.path());
+  ASSERT_EQ(r.status, 0) << show(r);
+  j = parse_or_null(r.out);
+  bool seen_a = false;
+  for (const json& match : j[0]["matches"]) {
+    if (match["ref"] != "a") continue;
+    seen_a = true;
+    EXPECT_LE(match["evidence"]["models"]["clap"].value("windows", 99), 2) << show(r);
+  }
+  EXPECT_TRUE(seen_a) << show(r);
+
   // Adding to the index needs the models' weights; missing weights say how to get them.
   CommandResult add = cli("-i " + q(idx) + " index " + q(query), dir.path());
   EXPECT_NE(add.status, 0);
@@ -958,6 +975,24 @@ TEST(ModelCli, PublishedModelsScoreAndSearch) {
       cli("-i " + q(idx) + " scan --model clap=/nowhere/clap.safetensors " + q(query), dir.path());
   EXPECT_NE(missing.status, 0);
   EXPECT_NE(missing.err.find("convert_checkpoint.py"), std::string::npos) << show(missing);
+  CommandResult other_kind =
+      cli("-i " + q(idx) + " index --model " + q("clap=" + clap + ",ast=" + clap) + " " + q(query),
+          dir.path());
+  EXPECT_NE(other_kind.status, 0);
+  EXPECT_NE(other_kind.err.find("holds no ast vectors"), std::string::npos) << show(other_kind);
+
+  // With one reference there is no other to measure a margin against: the models alone report
+  // nothing, however similar the query.
+  const std::string one = dir / "one";
+  ASSERT_EQ(
+      cli("-i " + q(one) + " index --model " + q("panns=" + panns) + " " + q(a), dir.path()).status,
+      0);
+  r = cli("-i " + q(one) + " scan --stages models --threshold-model 0.001 --model " +
+              q("panns=" + panns) + " " + q(dir / "b.wav"),
+          dir.path());
+  ASSERT_EQ(r.status, 0) << show(r);
+  EXPECT_TRUE(parse_or_null(r.out)[0]["matches"].empty()) << show(r);
+
   CommandResult bad = cli("-i " + q(dir / "other") + " index --model vggish=x " + q(a), dir.path());
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("unknown model"), std::string::npos) << show(bad);

@@ -281,6 +281,9 @@ size_t Database::add(std::vector<NewReference>& refs) {
       if (it == r.model_windows.end())
         throw Error("index " + dir_ + " holds " + kind + " vectors: " + r.meta.id + " has none");
       const auto& w = it->second;
+      if (w.vectors.size() != w.starts.size() * spec.value("dim", size_t(0)))
+        throw Error("index " + dir_ + ": " + r.meta.id + " has " + std::to_string(w.starts.size()) +
+                    " " + kind + " windows but " + std::to_string(w.vectors.size()) + " values");
       model_rows.back().push_back(
           {0, kind,
            std::string(reinterpret_cast<const char*>(w.starts.data()), w.starts.size() * 4),

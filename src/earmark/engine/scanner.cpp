@@ -529,57 +529,68 @@ ScanMatch::ModelScore Scanner::model_score(ClipModel& model, const ModelVectors&
   const double rate = model.sample_rate();
   const size_t window = size_t(std::lround(window_s * rate));
   const double speed = m.speed > 0 ? m.speed : 1.0;
-  // Query clips placed where the reference's windows fall under the alignment: each compared with
-  // the window it lines up with. A query shorter than a window is one clip, as the model takes it.
+  // Query clips placed where the reference's windows fall under the alignment, inside the match
+  // (a longer query may hold other music before and after it): each compared with the window it
+  // lines up with. A query shorter than a window is one clip, as the model takes it.
   std::vector<std::pair<size_t, size_t>> clips;  // (query sample, reference window)
   size_t length = window;
+  const double slack_s = window_s / 4;  // how far a clip may stick out of the match
   if (samples.size() <= window) {
     length = samples.size();
     const long w = vectors.window_near(key, m.ref_start - m.query_start * speed, hop_s / 2 + 1e-6);
     if (w >= 0 && length >= model.min_clip_samples()) clips.push_back({0, size_t(w)});
   } else {
+    const long last = long(samples.size() - window);
     for (size_t w = 0; w < vectors.windows(key); ++w) {
       const double tq = m.query_start + (vectors.start(key, w) - m.ref_start) / speed;
+      if (tq < m.query_start - slack_s || tq + window_s > m.query_end + slack_s) continue;
       const long at = std::lround(tq * rate);
-      // Clips that stick out of the query by up to a quarter of a window are moved inside.
-      const long slack = long(window / 4);
-      if (at < -slack || at + long(window) > long(samples.size()) + slack) continue;
-      const long inside = std::clamp(at, 0L, long(samples.size() - window));
-      clips.push_back({size_t(inside), w});
+      if (at < -long(window / 4) || at > last + long(window / 4)) continue;
+      clips.push_back({size_t(std::clamp(at, 0L, last)), w});
+    }
+    if (clips.empty()) {
+      // A match shorter than a window: the one window nearest its middle.
+      const double mid = (m.query_start + m.query_end) / 2;
+      const long at = std::clamp(std::lround((mid - window_s / 2) * rate), 0L, last);
+      const double tr = m.ref_start + (double(at) / rate - m.query_start) * speed;
+      const long w = vectors.window_near(key, tr, hop_s / 2 + 1e-6);
+      if (w >= 0) clips.push_back({size_t(at), size_t(w)});
     }
   }
   if (clips.empty()) return score;
   const size_t dim = size_t(model.dim());
   std::vector<float> batch, out(clips.size() * dim);
-  for (const auto& [at, w] : clips)
-    batch.insert(batch.end(), samples.begin() + long(at), samples.begin() + long(at + length));
   for (size_t first = 0; first < clips.size(); first += 8) {
     const size_t n = std::min<size_t>(8, clips.size() - first);
-    model.embed(batch.data() + first * length, n, length, out.data() + first * dim);
+    batch.clear();
+    for (size_t i = first; i < first + n; ++i)
+      batch.insert(batch.end(), samples.begin() + long(clips[i].first),
+                   samples.begin() + long(clips[i].first + length));
+    model.embed(batch.data(), n, length, out.data() + first * dim);
   }
   // The background: each clip's most similar window of another reference. Its own reference can
-  // fill at most windows(key) places of the list, so one this long always reaches another's.
-  const int k = int(std::min<size_t>(vectors.vectors(), vectors.windows(key) + 1));
+  // fill at most windows(key) places of the list, so one that long reaches another's (capped: a
+  // clip whose list holds none has no background and no margin).
+  const int k = int(std::min<size_t>({vectors.vectors(), vectors.windows(key) + 1, 256}));
   const auto neighbours = vectors.search(out.data(), clips.size(), k);
   double similarity = 0, margin = 0;
   for (size_t i = 0; i < clips.size(); ++i) {
     const float* ref = vectors.vector(key, clips[i].second);
     double dot = 0;
     for (size_t d = 0; d < dim; ++d) dot += double(out[i * dim + d]) * ref[d];
-    double other = 0;
+    similarity += dot;
     for (int j = 0; j < k; ++j) {
       const auto& nb = neighbours[i * size_t(k) + size_t(j)];
       if (nb.reference_key != 0 && nb.reference_key != key) {
-        other = nb.similarity;
+        margin += dot - nb.similarity;
+        ++score.margin_windows;
         break;
       }
     }
-    similarity += dot;
-    margin += dot - other;
   }
   score.windows = int(clips.size());
   score.similarity = similarity / double(clips.size());
-  score.margin = margin / double(clips.size());
+  if (score.margin_windows > 0) score.margin = margin / score.margin_windows;
   return score;
 }
 
@@ -591,6 +602,8 @@ void Scanner::add_model_scores(const std::string& path, double duration_s, bool 
         "model's rate); standard input is scanned without them");
     return;
   }
+  const bool search = !music_found && options_.model_search;
+  if (matches.empty() && !search) return;
   std::lock_guard<std::mutex> lock(clip_mutex_);
   std::map<std::string, std::vector<float>> audio;  // the query at each model's rate
   for (const auto& [kind, model] : clip_models_) {
@@ -614,12 +627,12 @@ void Scanner::add_model_scores(const std::string& path, double duration_s, bool 
       if (!vectors || key == 0) continue;
       const ScanMatch::ModelScore score = model_score(*model, *vectors, audio.at(kind), m, key);
       m.model_scores[kind] = score;
-      if (score.windows > 0) sum += score.margin, ++m.models_scored;
+      if (score.margin_windows > 0) sum += score.margin, ++m.models_scored;
     }
     m.fused_margin = m.models_scored > 0 ? sum / m.models_scored : 0;
   };
   for (ScanMatch& m : matches) score_all(m);
-  if (music_found || !options_.model_search) return;
+  if (!search) return;
 
   // The models' own search: each query window's nearest reference windows vote for a reference
   // and an offset; the best of each model is scored by all of them, and the best fused one kept
@@ -642,19 +655,25 @@ void Scanner::add_model_scores(const std::string& path, double duration_s, bool 
         const double offset = vectors->start(nb.reference_key, nb.window) - starts[i];
         votes[{nb.reference_key, std::lround(offset / windows.hop_s)}] += nb.similarity;
       }
-    auto best = std::max_element(votes.begin(), votes.end(),
-                                 [](const auto& a, const auto& b) { return a.second < b.second; });
-    if (best == votes.end()) continue;
-    const long index = db_.reference_index(best->first.first);
-    if (index < 0) continue;
-    const Reference& ref = db_.references()[size_t(index)];
-    if (ref.content_type == ContentType::kTrademark) continue;  // logos have their own stages
+    // The best vote for music or other content: logos have their own stages.
+    const Reference* found = nullptr;
+    long offset_hops = 0;
+    double weight = 0;
+    for (const auto& [vote, w] : votes) {
+      const long index = db_.reference_index(vote.first);
+      if (index < 0 || w <= weight) continue;
+      const Reference& r = db_.references()[size_t(index)];
+      if (r.content_type == ContentType::kTrademark) continue;
+      found = &r, offset_hops = vote.second, weight = w;
+    }
+    if (!found) continue;
+    const Reference& ref = *found;
     ScanMatch c;
     c.ref_id = ref.id;
     c.title = ref.title;
     c.content_type = ref.content_type;
     c.stage = "model";
-    const double offset = double(best->first.second) * windows.hop_s;
+    const double offset = double(offset_hops) * windows.hop_s;
     c.query_start = std::max(0.0, -offset);
     c.query_end = std::min(duration_s, ref.duration_s - offset);
     c.ref_start = c.query_start + offset;
@@ -702,10 +721,10 @@ nlohmann::json to_json(const ScanMatch& m) {
   }
   if (!m.model_scores.empty()) {
     nlohmann::json models = nlohmann::json::object();
-    for (const auto& [kind, score] : m.model_scores)
-      models[kind] = {{"similarity", r3(score.similarity)},
-                      {"margin", r3(score.margin)},
-                      {"windows", score.windows}};
+    for (const auto& [kind, score] : m.model_scores) {
+      models[kind] = {{"similarity", r3(score.similarity)}, {"windows", score.windows}};
+      if (score.margin_windows > 0) models[kind]["margin"] = r3(score.margin);
+    }
     evidence["models"] = models;
     if (m.models_scored > 0) evidence["fused_margin"] = r3(m.fused_margin);
   }

@@ -166,11 +166,13 @@ struct ScanMatch {
   double embedding_decision = 0, embedding_runner_up = 0;
   // Each published model's view of the match at its aligned offset: mean similarity of the
   // query's windows to the reference windows they align with, the margin of that over each
-  // window's most similar other reference, and the windows compared. `fused_margin`: the mean
-  // margin over the models that scored it (models_scored of them).
+  // window's most similar other reference, and the windows compared (a window whose nearest
+  // neighbours are all of this reference has no margin). `fused_margin`: the mean margin over the
+  // models that have one (models_scored of them).
   struct ModelScore {
     double similarity = 0, margin = 0;
     int windows = 0;
+    int margin_windows = 0;  // windows with another reference's to compare (0: no margin)
   };
   std::map<std::string, ModelScore> model_scores;
   double fused_margin = 0;

@@ -506,10 +506,10 @@ int main(int argc, char** argv) {
                       " vectors: models are chosen when an index is made");
         const nlohmann::json& spec = db->model_specs().at(m.kind);
         const bool asked = model_windows.find(m.kind + "=") != std::string::npos;
-        if (asked && (spec.value("window_s", 0.0) != m.windows.window_s ||
-                      spec.value("hop_s", 0.0) != m.windows.hop_s))
+        const ClipWindows kept = model_windows_of(spec);
+        if (asked && (kept.window_s != m.windows.window_s || kept.hop_s != m.windows.hop_s))
           spdlog::warn("index {} keeps its {} windows ({} s every {} s)", index_dir, m.kind,
-                       spec.value("window_s", 0.0), spec.value("hop_s", 0.0));
+                       kept.window_s, kept.hop_s);
       }
       opts.progress = [&](size_t done, size_t total, const IndexResult& r) {
         if (r.outcome == IndexOutcome::kFailed)

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -19,6 +20,12 @@ namespace earmark {
 namespace testutil {
 
 inline const std::string kFixtures = EARMARK_SOURCE_DIR "/../shared/fixtures";
+
+// Skips the calling GoogleTest test when a fixture file is absent (they sit in ../shared).
+#define EARMARK_REQUIRE_FIXTURE(path)                                                    \
+  do {                                                                                   \
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << "fixture not found: " << (path); \
+  } while (0)
 
 // A fixture's raw little-endian float32 samples (`inputs/*.f32`).
 inline std::vector<float> read_f32_file(const std::string& path) {

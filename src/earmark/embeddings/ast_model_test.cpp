@@ -27,14 +27,9 @@ const std::string kWeights = kFixtures + "/models/ast_r64.weights.safetensors";
 const std::string kActivations = kFixtures + "/models/ast_r64.activations.safetensors";
 const std::string kFrontEnd = kFixtures + "/frontend/ast_kaldi_fbank_16k.safetensors";
 
-#define REQUIRE_FIXTURES()                                                                       \
-  do {                                                                                           \
-    if (!std::filesystem::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
-  } while (0)
-
 // Fed the stored model input, every stored activation matches the original's.
 TEST(AstModel, MatchesTheOriginalLayerByLayer) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = AstModel::load(kWeights, 1, 4);  // the reduced model: 64 dimensions, 4 heads
   EXPECT_EQ(model->embedding_dim(), 64);
   EXPECT_EQ(model->classes(), 527);
@@ -63,7 +58,7 @@ TEST(AstModel, MatchesTheOriginalLayerByLayer) {
 
 // From the 16 kHz waveform through our own fbank.
 TEST(AstModel, MatchesTheOriginalFromTheWaveform) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = AstModel::load(kWeights, 1, 4);
   SafetensorsFile act(kActivations);
   KaldiFbank fbank;
@@ -81,7 +76,7 @@ TEST(AstModel, MatchesTheOriginalFromTheWaveform) {
 // The real geometry (768-d, 12 blocks, 12 heads, every key of audioset_10_10_0.4593.pth) with
 // the fixtures' formula weights, against the original full-size model on both its inputs.
 TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/ast_formula.safetensors";
   testutil::write_formula_checkpoint(
@@ -113,7 +108,7 @@ TEST(AstModel, FullSizeMatchesTheOriginalWithFormulaWeights) {
 }
 
 TEST(AstModel, LoadsTheHuggingFaceNaming) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/hf_ast.safetensors";
   testutil::rename_checkpoint(
@@ -143,7 +138,7 @@ TEST(AstModel, LoadsTheHuggingFaceNaming) {
 }
 
 TEST(AstModel, BadCheckpointsAreRefused) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   EXPECT_THROW(AstModel::load(kWeights, 1, 5), Error);  // 64 dimensions in 5 heads
   EXPECT_THROW(AstModel::load(kWeights, 0), Error);
   // A CNN14 checkpoint is not an AST one.

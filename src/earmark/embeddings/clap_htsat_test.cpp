@@ -24,11 +24,6 @@ using testutil::relative_error;
 const std::string kWeights = kFixtures + "/models/laion_clap_htsat_r16.weights.safetensors";
 const std::string kActivations = kFixtures + "/models/laion_clap_htsat_r16.activations.safetensors";
 
-#define REQUIRE_FIXTURES()                                                                       \
-  do {                                                                                           \
-    if (!std::filesystem::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
-  } while (0)
-
 // A full-size checkpoint with every key of a manifest: formula weights; the computed buffers as
 // the model code computes them: mel filters, the STFT kernels as zeros (the port skips them), and
 // the Swin buffers, which depend only on the 8x8 window and the stage's grid, as the reduced
@@ -83,7 +78,7 @@ TEST(ClapHtsat, RepeatPadsShortClipsAsTheOriginal) {
 
 // Fed the stored log-mel of the noise clip (exactly 10 s), every stored activation matches.
 TEST(ClapHtsat, MatchesTheOriginalLayerByLayer) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = ClapHtsat::load(kWeights);
   EXPECT_EQ(model->embedding_dim(), 128);
   EXPECT_EQ(model->joint_dim(), 512);
@@ -116,7 +111,7 @@ TEST(ClapHtsat, MatchesTheOriginalLayerByLayer) {
 
 // From the 48 kHz waveform, repeat-padded, through our own log-mel.
 TEST(ClapHtsat, MatchesTheOriginalFromTheWaveform) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = ClapHtsat::load(kWeights, 2);
   SafetensorsFile act(kActivations);
   for (const std::string sig : {"noise", "speech", "chord_chirp"}) {
@@ -149,7 +144,7 @@ TEST(ClapHtsat, MatchesTheOriginalFromTheWaveform) {
 // The Swin buffers the port computes (relative position index, shift masks) are the stored ones:
 // a checkpoint without them, as the Hugging Face conversions are, gives the same output.
 TEST(ClapHtsat, ComputedSwinBuffersEqualTheStoredOnes) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/without_buffers.safetensors";
   SafetensorsFile file(kWeights);
@@ -172,7 +167,7 @@ TEST(ClapHtsat, ComputedSwinBuffersEqualTheStoredOnes) {
 
 // Clips in one batch give what each gives alone.
 TEST(ClapHtsat, BatchedClipsMatchSingleOnes) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = ClapHtsat::load(kWeights, 2);
   SafetensorsFile front(kFixtures + "/frontend/clap_htsat_48k_logmel.safetensors");
   std::vector<float> two = front.read_f32("noise.logmel");
@@ -191,7 +186,7 @@ TEST(ClapHtsat, BatchedClipsMatchSingleOnes) {
 // The real geometry (HTSAT-tiny: 96 wide, depths 2-2-6-2, every audio-side key of
 // 630k-audioset-best.pt) with the fixtures' formula weights, against the original full-size model.
 TEST(ClapHtsat, FullSizeMatchesTheOriginalWithFormulaWeights) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/clap_formula.safetensors";
   write_full_checkpoint(kFixtures + "/manifests/laion_clap_htsat_tiny.manifest.json", path);
@@ -234,7 +229,7 @@ TEST(ClapHtsat, FullSizeMatchesTheOriginalWithFormulaWeights) {
 // the tag head, mel filters and shift masks dropped, the text side present, give the same joint
 // embedding.
 TEST(ClapHtsat, LoadsTheHuggingFaceNaming) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/hf_clap.safetensors";
   SafetensorsFile file(kWeights);
@@ -266,7 +261,7 @@ TEST(ClapHtsat, LoadsTheHuggingFaceNaming) {
 // Every audio-side key of the HTSAT-base checkpoints (music_*_epoch_15_*.pt: 128 wide, depths
 // 2-2-12-2, a 1024-d latent) loads, and the geometry is read from them.
 TEST(ClapHtsat, TheBaseCheckpointLoads) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/clap_base.safetensors";
   write_full_checkpoint(kFixtures + "/manifests/laion_clap_htsat_base.manifest.json", path);
@@ -282,7 +277,7 @@ TEST(ClapHtsat, TheBaseCheckpointLoads) {
 }
 
 TEST(ClapHtsat, BadCheckpointsAreRefused) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   EXPECT_THROW(ClapHtsat::load(kWeights, 0), Error);
   try {
     ClapHtsat::load(kFixtures + "/models/panns_cnn14_r16.weights.safetensors");

@@ -186,16 +186,6 @@ std::unique_ptr<ClipModel> ClipModel::load(const std::string& kind, const std::s
   return std::make_unique<PannsClips>(path, threads);
 }
 
-std::vector<ClipSpan> clip_spans(size_t total, size_t window, size_t hop) {
-  std::vector<ClipSpan> spans;
-  if (total == 0 || window == 0 || hop == 0) return spans;
-  if (total <= window) return {{0, total}};
-  size_t start = 0;
-  for (; start + window <= total; start += hop) spans.push_back({start, window});
-  if (spans.back().start + window < total) spans.push_back({total - window, window});
-  return spans;
-}
-
 std::vector<float> ClipEmbedding::starts_s() const {
   std::vector<float> out;
   for (const ClipSpan& span : spans) out.push_back(float(double(span.start) / sample_rate));

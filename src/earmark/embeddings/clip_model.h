@@ -62,14 +62,8 @@ struct ClipSpan {
   size_t start = 0, length = 0;
 };
 
-// The windows over a recording of `total` samples: every `hop` samples while a whole window of
-// `window` fits; when the end is not covered by then, one more whole window ending at the end
-// (embedded like the others, its start off the grid); a recording shorter than a window is one
-// clip of all of it (fed as the model takes a short clip). None for an empty recording.
-std::vector<ClipSpan> clip_spans(size_t total, size_t window, size_t hop);
-
-// A recording's vectors under a model: one per span of clip_spans() the model can take (spans
-// shorter than min_clip_samples() are left out).
+// A recording's vectors under a model: one per window the model can take (windows shorter than
+// min_clip_samples() are left out).
 struct ClipEmbedding {
   std::vector<ClipSpan> spans;
   std::vector<float> vectors;  // spans.size() x dim row-major
@@ -79,7 +73,10 @@ struct ClipEmbedding {
 
 // Embeds a recording's windows while it decodes (samples at the model's rate): whole windows are
 // cut as soon as they are complete and embedded `batch` at a time, so memory holds one window
-// and one batch whatever the length of the recording.
+// and one batch whatever the length of the recording. The windows: one every hop while a whole
+// window fits; when the end is not covered by then, one more whole window ending at the end
+// (embedded like the others, its start off the grid); a recording shorter than a window is one
+// clip of all of it (fed as the model takes a short clip). None for an empty recording.
 class ClipStream {
  public:
   // Throws earmark::Error for windows the model cannot take (ClipWindows::validate).

@@ -22,12 +22,6 @@ using testutil::read_f32_file;
 
 const std::string kModels = kFixtures + "/models/";
 
-#define REQUIRE_FIXTURES()                                                 \
-  do {                                                                     \
-    if (!std::filesystem::exists(kModels + "ast_r64.weights.safetensors")) \
-      GTEST_SKIP() << "fixtures not found: " << kFixtures;                 \
-  } while (0)
-
 std::vector<float> unit(std::vector<float> v) {
   double norm = 0;
   for (float x : v) norm += double(x) * x;
@@ -35,28 +29,38 @@ std::vector<float> unit(std::vector<float> v) {
   return v;
 }
 
-TEST(ClipSpans, CoverTheRecordingWithWholeWindows) {
-  // 10 s at 1 sample per 10 ms, 4 s windows every 2 s: 0, 2, 4, 6 s, all of it covered.
-  auto spans = clip_spans(1000, 400, 200);
-  ASSERT_EQ(spans.size(), 4u);
-  EXPECT_EQ(spans[3].start, 600u);
-  EXPECT_EQ(spans[3].length, 400u);
+// The windows over a recording, fed in small blocks as a decoder does: 4 s every 2 s at 32 kHz.
+TEST(ClipStream, CoversTheRecordingWithWholeWindows) {
+  EARMARK_REQUIRE_FIXTURE(kModels + "panns_cnn14_r16.weights.safetensors");
+  auto panns = ClipModel::load("panns", kModels + "panns_cnn14_r16.weights.safetensors", 2);
+  const std::vector<float> noise = read_f32_file(kFixtures + "/inputs/noise_32k.f32");  // 10 s
+  auto spans = [&](size_t total) {
+    ClipStream stream(*panns, {4.0, 2.0});
+    for (size_t at = 0; at < total; at += 1000)
+      stream.consume(noise.data() + at % 300000, std::min<size_t>(1000, total - at));
+    return stream.finish().spans;
+  };
+  // 10 s: 0, 2, 4, 6 s, all of it covered.
+  auto s = spans(320000);
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_EQ(s[3].start, 192000u);
+  EXPECT_EQ(s[3].length, 128000u);
   // 11 s: the grid stops at 6-10 s; one more whole window ends at the end.
-  spans = clip_spans(1100, 400, 200);
-  ASSERT_EQ(spans.size(), 5u);
-  EXPECT_EQ(spans[4].start, 700u);
-  EXPECT_EQ(spans[4].length, 400u);
+  s = spans(352000);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[4].start, 224000u);
+  EXPECT_EQ(s[4].length, 128000u);
   // Shorter than a window: one clip of all of it.
-  spans = clip_spans(150, 400, 200);
-  ASSERT_EQ(spans.size(), 1u);
-  EXPECT_EQ(spans[0].length, 150u);
-  EXPECT_TRUE(clip_spans(0, 400, 200).empty());
+  s = spans(96000);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].length, 96000u);
+  EXPECT_TRUE(spans(0).empty());
 }
 
 // Through the clip interface, a clip is embedded as the original takes it: CLAP repeat-pads the
 // 5.8 s speech to 10 s, CNN14 takes the 1.9 s chord as is; both give the original's vector.
 TEST(ClipModel, EmbedsClipsAsTheOriginalsDo) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kModels + "ast_r64.weights.safetensors");
   auto clap = ClipModel::load("clap", kModels + "laion_clap_htsat_r16.weights.safetensors", 2);
   EXPECT_EQ(clap->sample_rate(), 48000);
   EXPECT_EQ(clap->dim(), 512);
@@ -88,7 +92,7 @@ TEST(ClipModel, EmbedsClipsAsTheOriginalsDo) {
 
 // A recording's windows, batched by length, give what each window gives alone.
 TEST(ClipModel, EmbedsARecordingInBatches) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kModels + "ast_r64.weights.safetensors");
   auto panns = ClipModel::load("panns", kModels + "panns_cnn14_r16.weights.safetensors", 2);
   const std::vector<float> noise = read_f32_file(kFixtures + "/inputs/noise_32k.f32");  // 10 s
   std::vector<float> recording(noise.begin(), noise.begin() + 32000 * 9);

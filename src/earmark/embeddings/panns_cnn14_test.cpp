@@ -28,14 +28,9 @@ const std::string kWeights = kFixtures + "/models/panns_cnn14_r16.weights.safete
 const std::string kActivations = kFixtures + "/models/panns_cnn14_r16.activations.safetensors";
 const char* const kSignals[] = {"noise", "speech", "chord_chirp", "silence"};
 
-#define REQUIRE_FIXTURES()                                                          \
-  do {                                                                              \
-    if (!fs::exists(kWeights)) GTEST_SKIP() << "fixtures not found: " << kFixtures; \
-  } while (0)
-
 // Fed the stored log-mel, every stored activation matches the original's to float rounding.
 TEST(PannsCnn14, MatchesTheOriginalLayerByLayer) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = PannsCnn14::load(kWeights);
   EXPECT_EQ(model->embedding_dim(), 128);
   EXPECT_EQ(model->classes(), 527);
@@ -64,7 +59,7 @@ TEST(PannsCnn14, MatchesTheOriginalLayerByLayer) {
 
 // From the waveform, with our own front end: the tolerances of a different STFT.
 TEST(PannsCnn14, MatchesTheOriginalFromTheWaveform) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   auto model = PannsCnn14::load(kWeights);
   SafetensorsFile act(kActivations);
   for (const char* sig : kSignals) {
@@ -102,7 +97,7 @@ std::vector<float> channel_means(const std::pair<std::vector<int64_t>, std::vect
 // The real geometry (2048-d, 81.9 M values, every key of the published checkpoint) with the
 // fixtures' formula weights, against the original full-size model's outputs.
 TEST(PannsCnn14, FullSizeMatchesTheOriginalWithFormulaWeights) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/cnn14_formula.safetensors";
   testutil::write_formula_checkpoint(
@@ -143,7 +138,7 @@ TEST(PannsCnn14, FullSizeMatchesTheOriginalWithFormulaWeights) {
 
 // Every key of the 16 kHz checkpoint (Cnn14_16k_mAP=0.438.pth) loads, into the 16 kHz front end.
 TEST(PannsCnn14, The16kCheckpointLoadsWithItsFrontEnd) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   testutil::TempDir temp;
   const std::string path = temp.path() + "/cnn14_16k.safetensors";
   testutil::write_formula_checkpoint(
@@ -166,7 +161,7 @@ TEST(PannsCnn14, The16kCheckpointLoadsWithItsFrontEnd) {
 
 // A checkpoint that does not fit is refused with every key named.
 TEST(PannsCnn14, StrictLoadingNamesWhatDoesNotFit) {
-  REQUIRE_FIXTURES();
+  EARMARK_REQUIRE_FIXTURE(kWeights);
   SafetensorsFile file(kWeights);
   testutil::TempDir temp;
   const fs::path dir = temp.path();

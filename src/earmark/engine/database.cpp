@@ -232,16 +232,22 @@ const ModelVectors* Database::model_vectors(const std::string& kind) const {
 }
 
 void Database::enable_models(const nlohmann::json& specs) {
+  enable_settings("models", specs, "other models or settings", "the published models", "them");
+}
+
+void Database::enable_settings(const std::string& key, const nlohmann::json& settings,
+                               const std::string& other, const std::string& stage,
+                               const std::string& it) {
   WriterLock lock(dir_);
-  if (auto have = catalogue_->meta("models")) {
-    if (nlohmann::json::parse(*have, nullptr, false) != specs)
-      throw Error("index " + dir_ + " holds vectors of other models or settings (" + *have + ")");
+  if (auto have = catalogue_->meta(key)) {
+    if (nlohmann::json::parse(*have, nullptr, false) != settings)
+      throw Error("index " + dir_ + " holds vectors of " + other + " (" + *have + ")");
     return;
   }
   if (catalogue_->count() > 0)
-    throw Error("index " + dir_ +
-                " was built without the published models; build a new index to use them");
-  catalogue_->set_meta("models", specs.dump());
+    throw Error("index " + dir_ + " was built without " + stage + "; build a new index to use " +
+                it);
+  catalogue_->set_meta(key, settings.dump());
   load();
 }
 
@@ -316,17 +322,7 @@ size_t Database::add(std::vector<NewReference>& refs) {
 }
 
 void Database::enable_embeddings(const nlohmann::json& spec) {
-  WriterLock lock(dir_);
-  if (auto have = catalogue_->meta("embedding")) {
-    if (nlohmann::json::parse(*have, nullptr, false) != spec)
-      throw Error("index " + dir_ + " holds vectors of another embedding model (" + *have + ")");
-    return;
-  }
-  if (catalogue_->count() > 0)
-    throw Error("index " + dir_ +
-                " was built without the embedding stage; build a new index to use it");
-  catalogue_->set_meta("embedding", spec.dump());
-  load();
+  enable_settings("embedding", spec, "another embedding model", "the embedding stage", "it");
 }
 
 VectorIndexOptions Database::embedding_index_options() {

@@ -108,6 +108,11 @@ class Database {
   Database() = default;
   void load();
   void load_model_vectors();
+  // Records the settings of a stage (catalogue meta `key`) on an index without references; the
+  // same settings again are fine. Messages: "holds vectors of <other>", "built without <stage>;
+  // build a new index to use <it>".
+  void enable_settings(const std::string& key, const nlohmann::json& settings,
+                       const std::string& other, const std::string& stage, const std::string& it);
   std::string segment_path(const std::string& name) const;
   std::string new_segment_name() const;
   void remove_orphan_segments();

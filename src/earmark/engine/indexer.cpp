@@ -229,6 +229,10 @@ nlohmann::json model_spec_of(const ClipModel& model, const std::string& weights,
           {"hop_s", windows.hop_s}};
 }
 
+ClipWindows model_windows_of(const nlohmann::json& spec) {
+  return {spec.value("window_s", 4.0), spec.value("hop_s", 2.0)};
+}
+
 nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& weights,
                                  int hop_frames) {
   // The weights' identity: a digest of the file, so retrained weights of the same shape are told
@@ -284,7 +288,7 @@ IndexSummary index_files(Database& db, const std::vector<IndexRequest>& requests
     if (choice == options.models.end())
       throw Error("index " + db.dir() + " holds " + kind + " vectors: give --model " + kind +
                   "=PATH (" + ClipModel::how_to_get(kind) + ")");
-    const ClipWindows windows{model_spec.value("window_s", 4.0), model_spec.value("hop_s", 2.0)};
+    const ClipWindows windows = model_windows_of(model_spec);
     for (int t = 0; t < threads; ++t) {
       models[size_t(t)].push_back({ClipModel::load(kind, choice->weights, 1), windows});
       if (t == 0 && model_spec_of(*models[0].back().model, choice->weights, windows) != model_spec)

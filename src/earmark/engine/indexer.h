@@ -59,6 +59,9 @@ nlohmann::json embedding_spec_of(const Embedder& embedder, const std::string& we
 nlohmann::json model_spec_of(const ClipModel& model, const std::string& weights,
                              const ClipWindows& windows);
 
+// The windows a model's recorded settings say.
+ClipWindows model_windows_of(const nlohmann::json& spec);
+
 // Hex digest of a file's bytes (weights told apart by content).
 std::string file_digest(const std::string& path);
 

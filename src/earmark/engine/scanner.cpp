@@ -167,8 +167,7 @@ Scanner::Scanner(const Database& db, const ScanOptions& options)
     }
     auto model = ClipModel::load(choice.kind, choice.weights, model_threads);
     const nlohmann::json& spec = db.model_specs().at(choice.kind);
-    const ClipWindows windows{spec.value("window_s", 4.0), spec.value("hop_s", 2.0)};
-    if (model_spec_of(*model, choice.weights, windows) != spec)
+    if (model_spec_of(*model, choice.weights, model_windows_of(spec)) != spec)
       throw Error("index " + db.dir() + " holds " + choice.kind +
                   " vectors of other weights: " + spec.dump());
     clip_models_[choice.kind] = std::move(model);
@@ -525,7 +524,8 @@ ScanMatch::ModelScore Scanner::model_score(ClipModel& model, const ModelVectors&
                                            uint32_t key) const {
   ScanMatch::ModelScore score;
   const nlohmann::json& spec = db_.model_specs().at(model.kind());
-  const double window_s = spec.value("window_s", 4.0), hop_s = spec.value("hop_s", 2.0);
+  const ClipWindows windows = model_windows_of(spec);
+  const double window_s = windows.window_s, hop_s = windows.hop_s;
   const double rate = model.sample_rate();
   const size_t window = size_t(std::lround(window_s * rate));
   const double speed = m.speed > 0 ? m.speed : 1.0;
@@ -641,8 +641,7 @@ void Scanner::add_model_scores(const std::string& path, double duration_s, bool 
   for (const auto& [kind, model] : clip_models_) {
     const ModelVectors* vectors = db_.model_vectors(kind);
     if (!vectors || vectors->vectors() == 0) continue;
-    const nlohmann::json& spec = db_.model_specs().at(kind);
-    const ClipWindows windows{spec.value("window_s", 4.0), spec.value("hop_s", 2.0)};
+    const ClipWindows windows = model_windows_of(db_.model_specs().at(kind));
     const ClipEmbedding q = embed_recording(*model, audio.at(kind), windows);
     const std::vector<float> starts = q.starts_s();
     const int k = 10;
@@ -660,11 +659,9 @@ void Scanner::add_model_scores(const std::string& path, double duration_s, bool 
     long offset_hops = 0;
     double weight = 0;
     for (const auto& [vote, w] : votes) {
-      const long index = db_.reference_index(vote.first);
-      if (index < 0 || w <= weight) continue;
-      const Reference& r = db_.references()[size_t(index)];
-      if (r.content_type == ContentType::kTrademark) continue;
-      found = &r, offset_hops = vote.second, weight = w;
+      if (w <= weight) continue;
+      if (const Reference* r = searchable_reference(vote.first))
+        found = r, offset_hops = vote.second, weight = w;
     }
     if (!found) continue;
     const Reference& ref = *found;
